@@ -1,0 +1,15 @@
+"""Per-request context (request id, absolute deadline) carried in contextvars across awaits."""
+
+from __future__ import annotations
+
+import contextvars
+import time
+
+request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("cascade_request_id", default="")
+deadline_var: contextvars.ContextVar[float | None] = contextvars.ContextVar("cascade_deadline", default=None)
+
+
+def remaining_s() -> float | None:
+    """Seconds left before the current request's deadline (None when it has none)."""
+    d = deadline_var.get()
+    return None if d is None else d - time.monotonic()

@@ -1,0 +1,139 @@
+"""grpc.aio server bootstrap shared by every Cascade service.
+
+A service subclasses :class:`ServiceApp`::
+
+    class RetrievalApp(ServiceApp):
+        name = "retrieval"
+        service_names = (retrieval_pb2.DESCRIPTOR.services_by_name["RetrievalService"].full_name,)
+
+        def __init__(self, settings): ...            # no I/O
+        async def start(self): ...                   # load models, connect stores
+        def register(self, server): ...              # add servicers
+        async def stop(self): ...
+
+    if __name__ == "__main__":
+        main(RetrievalApp, RetrievalSettings)
+
+:func:`serve` then: binds the port, registers ``grpc.health.v1`` (NOT_SERVING until ``start()``
+returned) and server reflection, installs the interceptor (errors -> codes, metrics, traces),
+serves Prometheus ``/metrics``, and on SIGTERM/SIGINT flips health to NOT_SERVING, waits
+``drain_seconds`` for in-flight RPCs and stops.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import logging
+import signal
+from typing import ClassVar, Sequence
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from cascade_platform import metrics
+from cascade_platform.interceptors import ServerInterceptor
+from cascade_platform.logs import setup_logging
+from cascade_platform.settings import ServiceSettings, load_settings
+from cascade_platform.tracing import setup_tracing, shutdown_tracing
+
+log = logging.getLogger("cascade.server")
+
+
+class ServiceApp(abc.ABC):
+    name: ClassVar[str]
+    service_names: ClassVar[Sequence[str]]
+
+    def __init__(self, settings: ServiceSettings) -> None:
+        self.settings = settings
+
+    @abc.abstractmethod
+    async def start(self) -> None:
+        """Load models / connect stores. Health turns SERVING only after this returns."""
+
+    @abc.abstractmethod
+    def register(self, server: grpc.aio.Server) -> None:
+        """Add servicers to the server."""
+
+    async def stop(self) -> None:
+        return None
+
+
+class RunningServer:
+    """Handle returned by :func:`start_server` (used by ``serve`` and by in-process tests)."""
+
+    def __init__(self, app: ServiceApp, server: grpc.aio.Server, port: int, health: health.aio.HealthServicer):
+        self.app = app
+        self.server = server
+        self.port = port
+        self.health = health
+
+    async def set_serving(self, serving: bool) -> None:
+        status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
+        for name in ("", *self.app.service_names):
+            await self.health.set(name, status)
+        metrics.READY.labels(self.app.name).set(1 if serving else 0)
+
+    async def drain_and_stop(self, grace_s: float) -> None:
+        await self.set_serving(False)
+        await self.server.stop(grace_s)
+        await self.app.stop()
+
+
+async def start_server(app: ServiceApp) -> RunningServer:
+    s = app.settings
+    options: list[tuple[str, object]] = [("grpc.so_reuseport", 0), ("grpc.max_receive_message_length", 32 << 20)]
+    if s.grpc_max_connection_age_s:
+        options += [
+            ("grpc.max_connection_age_ms", int(s.grpc_max_connection_age_s * 1000)),
+            ("grpc.max_connection_age_grace_ms", int(max(s.drain_seconds, 1.0) * 1000)),
+        ]
+    server = grpc.aio.server(
+        interceptors=[ServerInterceptor(app.name)],
+        options=options,
+        maximum_concurrent_rpcs=s.grpc_max_concurrent_rpcs,
+    )
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    app.register(server)
+    reflection.enable_server_reflection(
+        (*app.service_names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
+        server,
+    )
+    port = server.add_insecure_port(f"{s.host}:{s.port}")
+    if port == 0:
+        raise SystemExit(f"could not bind {s.host}:{s.port} (CASCADE_PORT): port in use?")
+    running = RunningServer(app, server, port, health_servicer)
+    await running.set_serving(False)
+    await server.start()
+    log.info("listening", extra={"event": "listening", "method": f"{s.host}:{port}"})
+    await app.start()
+    await running.set_serving(True)
+    log.info("serving", extra={"event": "serving"})
+    return running
+
+
+async def serve(app: ServiceApp) -> None:
+    s = app.settings
+    metrics.start_metrics_server(s.metrics_port, host="0.0.0.0" if s.host == "0.0.0.0" else "127.0.0.1")
+    running = await start_server(app)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("draining", extra={"event": "draining"})
+    await running.drain_and_stop(s.drain_seconds)
+    log.info("stopped", extra={"event": "stopped"})
+
+
+def main(app_cls: type[ServiceApp], settings_cls: type[ServiceSettings]) -> None:
+    settings = load_settings(settings_cls)
+    setup_logging(app_cls.name, settings.log_level, settings.log_json)
+    setup_tracing(app_cls.name, settings.otlp_endpoint, settings.trace_file)
+    app = app_cls(settings)
+    try:
+        asyncio.run(serve(app))
+    finally:
+        shutdown_tracing()
