@@ -165,6 +165,11 @@ def test_exposure_queue_full_drops_and_counts_never_blocks(tmp_path: Path, artif
             time.sleep(0.1)
         assert queued == 2 and dropped == 18, (queued, dropped)
         assert _sample(text, "cascade_exposures_total", outcome="sent") == 0
+        # a failed bootstrap takes up to bootstrap_timeout_ms (3 s) before the warning is logged
+        deadline = time.monotonic() + 30
+        while ("exposure logger cannot reach Kafka" not in router.log_path.read_text()
+               and time.monotonic() < deadline):
+            time.sleep(0.2)
     finally:
         router.stop()
     assert "exposure logger cannot reach Kafka" in router.log_path.read_text()
