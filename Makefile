@@ -92,6 +92,7 @@ clean: ## Remove local state (online store, run logs); keeps .venv and artifacts
 include Makefile.triton
 include Makefile.deploy
 include Makefile.bench
+include Makefile.security
 
 .PHONY: help
 help: ## List documented targets
