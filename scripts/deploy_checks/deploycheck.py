@@ -49,6 +49,8 @@ VALUE_SETS = {
     "rollouts": "ci/rollouts-values.yaml",
     "gpu": "ci/gpu-values.yaml",
     "minimal": "ci/minimal-values.yaml",
+    "pipelines": "ci/pipelines-values.yaml",
+    "security": "ci/security-values.yaml",
 }
 OVERLAYS = ["dev", "prod"]
 
@@ -204,6 +206,8 @@ def _k8s_validate(obj: dict, label: str) -> list[str]:
     except kubernetes_validate.SchemaNotFoundError:
         api = f"{obj.get('apiVersion')} {obj.get('kind')}"
         return [f"{label}: {api} is unknown or removed in Kubernetes {K8S_VERSION}"]
+    except kubernetes_validate.InvalidSchemaError as e:  # the CLI's other WARN: a failure here
+        return [f"{label}: no usable schema: {e.message}"]
     return []
 
 

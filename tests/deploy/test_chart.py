@@ -260,7 +260,9 @@ def test_network_policies(render):
     assert deny["policyTypes"] == ["Ingress"] and "ingress" not in deny
     retrieval = nps["cascade-retrieval"]["spec"]["ingress"]
     allowed = [f["podSelector"]["matchLabels"][COMPONENT] for f in retrieval[0]["from"]]
-    assert allowed == ["router"] and retrieval[0]["ports"] == [{"port": 50052, "protocol": "TCP"}]
+    # batch-predict: the pipelines.batchPredict CronJob runs the router pipeline against retrieval
+    assert allowed == ["router", "batch-predict"]
+    assert retrieval[0]["ports"] == [{"port": 50052, "protocol": "TCP"}]
 
 
 def test_dashboards_shipped(render):
@@ -278,7 +280,8 @@ def test_rollouts_render_canaries_with_analysis(render):
     assert set(rollouts) == {f"cascade-{n}" for n in [*GRPC, "gateway"]}
     assert not set(rollouts) & set(by_kind(objs, "Deployment"))
     templates = by_kind(objs, "AnalysisTemplate")
-    assert set(templates) == {"cascade-success-rate", "cascade-p99-latency", "cascade-ctr"}
+    # cascade-ctr is opt-in (rollouts.analysis.ctr.enabled): nothing emits clicks by variant
+    assert set(templates) == {"cascade-success-rate", "cascade-p99-latency"}
     for name, r in rollouts.items():
         canary = r["spec"]["strategy"]["canary"]
         assert canary["maxUnavailable"] == 0
@@ -290,8 +293,6 @@ def test_rollouts_render_canaries_with_analysis(render):
     assert {"name": "canary-hash", "valueFrom": {"podTemplateHashValue": "Latest"}} in router["args"]
     hpa = by_kind(objs, "HorizontalPodAutoscaler")["cascade-router"]["spec"]["scaleTargetRef"]
     assert hpa == {"apiVersion": "argoproj.io/v1alpha1", "kind": "Rollout", "name": "cascade-router"}
-    ctr = templates["cascade-ctr"]["spec"]["metrics"][0]
-    assert "cascade_recommend_total" in ctr["provider"]["prometheus"]["query"]
 
 
 def test_rollouts_without_argo_api_fail_loudly(dc, repo):

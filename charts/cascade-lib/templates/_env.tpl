@@ -44,6 +44,45 @@ only (secretKeyRef: the chart never holds a secret value).
 - name: CASCADE_ARTIFACTS_DIR
   value: {{ $v.artifacts.mountPath | quote }}
 {{- end }}
+{{- with $c.routing }}{{ if .enabled }}
+{{- /* Ranking: the routing ConfigMap is mounted as a directory (never subPath), see cascade-lib.configVolumes. */}}
+- name: CASCADE_MODEL_ROUTING_FILE
+  value: {{ printf "%s/routing.json" .mountPath | quote }}
+- name: CASCADE_ROUTING_POLL_S
+  value: {{ .pollSeconds | quote }}
+{{- end }}{{ end }}
+{{- with $c.experiments }}{{ if .enabled }}
+{{- /* Router: the experiments ConfigMap is mounted as a directory (never subPath). */}}
+- name: CASCADE_EXPERIMENTS_FILE
+  value: {{ printf "%s/experiments.yaml" .mountPath | quote }}
+- name: CASCADE_EXPERIMENTS_POLL_S
+  value: {{ .pollSeconds | quote }}
+{{- end }}{{ end }}
+{{- with $c.exposures }}{{ if .enabled }}
+{{- /* Router: exposure events to Kafka, same cluster and security settings as the stream worker. */}}
+- name: CASCADE_EXPOSURES__BOOTSTRAP_SERVERS
+  value: {{ $v.config.kafka.bootstrapServers | quote }}
+- name: CASCADE_EXPOSURES__TOPIC
+  value: {{ .topic | quote }}
+- name: CASCADE_EXPOSURES__QUEUE_SIZE
+  value: {{ .queueSize | quote }}
+- name: CASCADE_EXPOSURES__SECURITY_PROTOCOL
+  value: {{ $v.config.kafka.securityProtocol | quote }}
+{{- with $v.config.kafka.sasl.existingSecret }}
+- name: CASCADE_EXPOSURES__SASL_MECHANISM
+  value: {{ $v.config.kafka.sasl.mechanism | quote }}
+- name: CASCADE_EXPOSURES__SASL_USERNAME
+  valueFrom:
+    secretKeyRef: {name: {{ . }}, key: {{ $v.config.kafka.sasl.usernameKey }}}
+- name: CASCADE_EXPOSURES__SASL_PASSWORD
+  valueFrom:
+    secretKeyRef: {name: {{ . }}, key: {{ $v.config.kafka.sasl.passwordKey }}}
+{{- end }}
+{{- if $v.config.kafka.tls.caSecret }}
+- name: CASCADE_EXPOSURES__SSL_CAFILE
+  value: /etc/cascade/kafka-ca/ca.crt
+{{- end }}
+{{- end }}{{ end }}
 {{- if has "kafka" $conns }}
 {{- with $c.kafka }}
 {{- /* Stream worker: consumer groups are <groupId>.users and <groupId>.items; topics are managed
@@ -88,6 +127,7 @@ by the platform (Strimzi KafkaTopic / MSK), never auto-created by the worker. */
     secretKeyRef: {name: {{ . }}, key: {{ $v.config.mlflow.tokenKey }}}
 {{- end }}
 {{- end }}
+{{- include "cascade-lib.securityEnv" . }}
 {{- range $k, $val := $c.env }}
 - name: {{ $k }}
   value: {{ $val | quote }}

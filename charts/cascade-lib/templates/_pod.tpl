@@ -90,11 +90,13 @@ spec:
         - name: dshm
           mountPath: /dev/shm
         {{- end }}
-        {{- if and (has "kafka" ($c.connections | default list)) $v.config.kafka.tls.caSecret }}
+        {{- if and (include "cascade-lib.usesKafka" .) $v.config.kafka.tls.caSecret }}
         - name: kafka-ca
           mountPath: /etc/cascade/kafka-ca
           readOnly: true
         {{- end }}
+        {{- include "cascade-lib.configMounts" . | nindent 8 }}
+        {{- include "cascade-lib.securityMounts" . | nindent 8 }}
   volumes:
     - name: tmp
       emptyDir:
@@ -114,7 +116,7 @@ spec:
         medium: Memory
         sizeLimit: 1Gi
     {{- end }}
-    {{- if and (has "kafka" ($c.connections | default list)) $v.config.kafka.tls.caSecret }}
+    {{- if and (include "cascade-lib.usesKafka" .) $v.config.kafka.tls.caSecret }}
     - name: kafka-ca
       secret:
         secretName: {{ $v.config.kafka.tls.caSecret }}
@@ -122,6 +124,8 @@ spec:
           - key: {{ $v.config.kafka.tls.caKey }}
             path: ca.crt
     {{- end }}
+    {{- include "cascade-lib.configVolumes" . | nindent 4 }}
+    {{- include "cascade-lib.securityVolumes" . | nindent 4 }}
 {{- end -}}
 
 {{/* Init container: copy the model registry (services) or the Triton model repository from object storage. */}}
@@ -134,7 +138,16 @@ spec:
 - name: fetch-models
   image: {{ $v.artifacts.fetcher.image }}
   imagePullPolicy: {{ $v.global.imagePullPolicy }}
+  {{- if and (not $triton) .c.routing .c.routing.enabled }}
+  {{- /* Ranking with hot-reloaded routing: the ranker files of every registry version, so any version
+  the routing ConfigMap names later (kubectl cascade promote) is on disk; versions uploaded after the
+  pod started need a restart of the ranking pods. */}}
+  command: ["aws", "s3", "sync", "--only-show-errors", "--no-progress",
+            "--exclude", "*", "--include", "LATEST", "--include", "*/manifest.json", "--include", "*/ranker.onnx",
+            {{ printf "%s/%s/" $v.artifacts.uri $v.artifacts.registryPrefix | quote }}, {{ printf "%s/registry/" $dest | quote }}]
+  {{- else }}
   command: ["aws", "s3", "sync", "--only-show-errors", "--no-progress", {{ $src | quote }}, {{ $dst | quote }}]
+  {{- end }}
   env:
     - name: HOME
       value: /tmp
@@ -185,7 +198,7 @@ only once warm); a startup probe covers slow warm-up (index and model loads).
 {{- $c := .c -}}
 {{- $p := $c.probes -}}
 {{- if eq $c.type "grpc" }}
-{{- $h := dict "grpc" (dict "port" (int $c.port)) }}
+{{- $h := dict "grpc" (dict "port" (int (include "cascade-lib.grpcProbePort" .))) }}
 startupProbe:
   {{- toYaml $h | nindent 2 }}
   periodSeconds: 5
@@ -217,4 +230,41 @@ readinessProbe:
   timeoutSeconds: 2
   failureThreshold: 2
 {{- end }}
+{{- end -}}
+
+{{/* "true" when the container talks to Kafka: a kafka connection or the router's exposure producer. */}}
+{{- define "cascade-lib.usesKafka" -}}
+{{- if or (has "kafka" (.c.connections | default list)) (and .c.exposures .c.exposures.enabled) -}}true{{- end -}}
+{{- end -}}
+
+{{/*
+Hot-reloaded config files (ranking routing, router experiments). Always whole
+ConfigMap volumes, never subPath: kubelet updates a ConfigMap volume by swapping
+a symlink, which a subPath mount never sees. The services poll the file content.
+*/}}
+{{- define "cascade-lib.configMounts" -}}
+{{- with .c.routing }}{{ if .enabled }}
+- name: model-routing
+  mountPath: {{ .mountPath }}
+  readOnly: true
+{{- end }}{{ end }}
+{{- with .c.experiments }}{{ if .enabled }}
+- name: experiments
+  mountPath: {{ .mountPath }}
+  readOnly: true
+{{- end }}{{ end }}
+{{- end -}}
+
+{{- define "cascade-lib.configVolumes" -}}
+{{- $full := include "cascade-lib.fullname" .root -}}
+{{- with .c.routing }}{{ if .enabled }}
+- name: model-routing
+  configMap:
+    name: {{ printf "%s-model-routing" $full }}
+{{- end }}{{ end }}
+{{- with .c.experiments }}{{ if .enabled }}
+- name: experiments
+  configMap:
+    name: {{ printf "%s-experiments" $full }}
+{{- end }}{{ end }}
 {{- end -}}
