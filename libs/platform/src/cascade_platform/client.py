@@ -5,10 +5,16 @@ Every call has a deadline: ``min(timeout, what is left of the current request's 
 Transport-level failures of a dependency (UNAVAILABLE, DEADLINE_EXCEEDED, INTERNAL, ...) become
 :class:`UnavailableError`, which fail-open stages turn into a fallback. INVALID_ARGUMENT / NOT_FOUND
 from downstream keep their meaning.
+
+Every :class:`Caller` goes through its target's :class:`~cascade_platform.breaker.CircuitBreaker`
+(an open circuit fails at once with ``CircuitOpenError``, an ``UnavailableError``) and, for methods
+declared ``idempotent``, retries UNAVAILABLE with full-jitter backoff within the same deadline
+(:class:`~cascade_platform.breaker.RetryConfig`). See docs/resilience.md.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from typing import Any
@@ -18,6 +24,7 @@ from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind
 
 from cascade_core.errors import InvalidArgumentError, NotFoundError, UnavailableError
+from cascade_platform import breaker as cb
 from cascade_platform import metrics
 from cascade_platform.context import remaining_s, request_id_var
 
@@ -28,7 +35,8 @@ _SERVICE_CONFIG = json.dumps({
 
 
 def make_channel(target: str, *, options: list[tuple[str, Any]] | None = None) -> grpc.aio.Channel:
-    """A plaintext aio channel (no TLS/mTLS support yet).
+    """An aio channel: plaintext, or mTLS (``CASCADE_CLIENT_TLS__*``); sends the internal service token
+    when ``CASCADE_INTERNAL_AUTH__TOKEN_FILE`` is set (see cascade_platform.tls / auth).
 
     ``dns:///name:port`` targets resolve every address behind a headless Service; the service config
     selects client-side ``round_robin`` over them.
@@ -45,19 +53,49 @@ def make_channel(target: str, *, options: list[tuple[str, Any]] | None = None) -
     ]
     if options:
         opts.extend(options)
-    return grpc.aio.insecure_channel(target, options=opts)
+    from cascade_platform.tls import secure_channel  # mTLS + service token when configured
+
+    return secure_channel(target, opts)
+
+
+# Outcomes that say the target is unhealthy (counted by its breaker). Any other answer proves it is up.
+BREAKER_FAILURES = frozenset({
+    grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.INTERNAL,
+    grpc.StatusCode.UNKNOWN, grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.DATA_LOSS,
+    grpc.StatusCode.UNIMPLEMENTED,
+})
+# Retried (idempotent methods only): the connection was refused or reset, the request did not run.
+RETRYABLE = frozenset({grpc.StatusCode.UNAVAILABLE})
 
 
 class Caller:
-    """Calls one method of one downstream service, with metrics and spans (bound once at start-up)."""
+    """Calls one method of one downstream service, with metrics and spans (bound once at start-up).
 
-    def __init__(self, service: str, target_name: str, method: Any, default_timeout_s: float) -> None:
+    ``idempotent`` declares that the method may run twice (reads): only then is UNAVAILABLE retried.
+    ``breaker`` defaults to a new breaker for this target; ``retry`` to the process's RetryConfig.
+    """
+
+    def __init__(
+        self,
+        service: str,
+        target_name: str,
+        method: Any,
+        default_timeout_s: float,
+        *,
+        idempotent: bool = False,
+        breaker: cb.CircuitBreaker | None = None,
+        retry: cb.RetryConfig | None = None,
+    ) -> None:
         self.service = service
         self.target_name = target_name
         self.method = method
         self.default_timeout_s = default_timeout_s
+        self.idempotent = idempotent
+        self.breaker = breaker if breaker is not None else cb.CircuitBreaker(service, target_name)
+        self.retry = retry if retry is not None else cb.settings().retry
         self._handled = {c: metrics.GRPC_CLIENT_HANDLED.labels(service, target_name, c.name) for c in grpc.StatusCode}
         self._seconds = metrics.GRPC_CLIENT_SECONDS.labels(service, target_name)
+        self._retries = cb.CLIENT_RETRIES.labels(service, target_name)
 
     async def __call__(self, request: Any, timeout_s: float | None = None) -> Any:
         timeout = self.default_timeout_s if timeout_s is None else timeout_s
@@ -67,24 +105,50 @@ class Caller:
         if timeout <= 0:
             self._handled[grpc.StatusCode.DEADLINE_EXCEEDED].inc()
             raise UnavailableError(f"{self.target_name}: no time left in the request deadline")
+        deadline = time.monotonic() + timeout  # retries share it: never past the propagated deadline
         md: dict[str, str] = {}
         rid = request_id_var.get()
         if rid:
             md["x-request-id"] = rid
-        t0 = time.perf_counter()
-        code = grpc.StatusCode.OK
-        with _tracer.start_as_current_span(self.target_name, kind=SpanKind.CLIENT):
+        attempts = self.retry.max_attempts if self.idempotent else 1
+        with _tracer.start_as_current_span(self.target_name, kind=SpanKind.CLIENT) as span:
             propagate.inject(md)
-            try:
-                return await self.method(request, timeout=timeout, metadata=tuple(md.items()))
-            except grpc.aio.AioRpcError as e:
-                code = e.code()
-                detail = e.details() or code.name
-                if code == grpc.StatusCode.INVALID_ARGUMENT:
-                    raise InvalidArgumentError(self.target_name, detail) from None
-                if code == grpc.StatusCode.NOT_FOUND:
-                    raise NotFoundError(f"{self.target_name}: {detail}") from None
-                raise UnavailableError(f"{self.target_name} {code.name}: {detail}") from None
-            finally:
-                self._handled[code].inc()
-                self._seconds.observe(time.perf_counter() - t0)
+            metadata = tuple(md.items())
+            attempt = 0
+            while True:
+                attempt += 1
+                probe = self.breaker.before_call()  # CircuitOpenError: fail fast, no RPC made
+                t0 = time.perf_counter()
+                code = grpc.StatusCode.OK
+                try:
+                    resp = await self.method(request, timeout=deadline - time.monotonic(), metadata=metadata)
+                except grpc.aio.AioRpcError as e:
+                    code = e.code()
+                    if code in BREAKER_FAILURES:
+                        self.breaker.on_failure(probe)
+                    elif code == grpc.StatusCode.CANCELLED:
+                        self.breaker.on_ignored(probe)
+                    else:
+                        self.breaker.on_success(probe)
+                    if code in RETRYABLE and attempt < attempts:
+                        pause = cb.backoff_s(attempt, self.retry)
+                        if deadline - time.monotonic() - pause >= self.retry.min_attempt_s:
+                            self._retries.inc()
+                            span.add_event("retry", {"attempt": attempt + 1, "code": code.name})
+                            await asyncio.sleep(pause)
+                            continue
+                    detail = e.details() or code.name
+                    if code == grpc.StatusCode.INVALID_ARGUMENT:
+                        raise InvalidArgumentError(self.target_name, detail) from None
+                    if code == grpc.StatusCode.NOT_FOUND:
+                        raise NotFoundError(f"{self.target_name}: {detail}") from None
+                    raise UnavailableError(f"{self.target_name} {code.name}: {detail}") from None
+                except BaseException:  # cancelled by our caller: says nothing about the target
+                    self.breaker.on_ignored(probe)
+                    raise
+                else:
+                    self.breaker.on_success(probe)
+                    return resp
+                finally:
+                    self._handled[code].inc()
+                    self._seconds.observe(time.perf_counter() - t0)

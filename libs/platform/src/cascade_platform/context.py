@@ -7,6 +7,8 @@ import time
 
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("cascade_request_id", default="")
 deadline_var: contextvars.ContextVar[float | None] = contextvars.ContextVar("cascade_deadline", default=None)
+# The authenticated client id (cascade_platform.auth); "" when the service does not authenticate.
+client_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("cascade_client_id", default="")
 
 
 def remaining_s() -> float | None:

@@ -1,7 +1,8 @@
 """Server interceptor: domain errors -> status codes, RED metrics, trace spans, request context.
 
 * :class:`cascade_core.errors.CascadeError` subclasses become their status code with the error's
-  message (which names what to fix); RESOURCE_EXHAUSTED carries ``retry-after-s`` trailing metadata.
+  message (which names what to fix); RESOURCE_EXHAUSTED carries ``retry-after-s`` (seconds, ms
+  precision) and ``retry-after`` (whole seconds, rounded up, as HTTP's Retry-After) trailing metadata.
 * Any other exception is a bug: logged with its traceback, returned as INTERNAL (no details leaked).
 * The caller's deadline becomes the request's absolute deadline (``context.deadline_var``) so every
   outbound call made while handling it inherits what is left.
@@ -10,6 +11,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import time
 import uuid
 
@@ -18,7 +20,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from cascade_core.errors import CascadeError, ResourceExhaustedError
+from cascade_core.errors import CascadeError, InvalidArgumentError, ResourceExhaustedError
 from cascade_platform import metrics
 from cascade_platform.context import deadline_var, request_id_var
 
@@ -28,6 +30,30 @@ _tracer = trace.get_tracer("cascade.grpc.server")
 
 def _method_name(full: str) -> str:
     return full.rsplit("/", 1)[-1]
+
+
+MAX_REQUEST_ID_CHARS = 128
+
+
+def _request_id(candidate: str) -> str:
+    """The caller's request id for logs and spans when it is sane, else a fresh one (a huge or
+    binary id from an untrusted caller must not be copied into every log line)."""
+    if candidate and len(candidate) <= MAX_REQUEST_ID_CHARS and candidate.isascii() and candidate.isprintable():
+        return candidate
+    return uuid.uuid4().hex
+
+
+def _deserialize(deserialize, raw, full_method: str):
+    """``(request, None)``, or ``(None, InvalidArgumentError)`` when ``raw`` does not parse."""
+    if deserialize is None:
+        return raw, None
+    try:
+        return deserialize(raw), None
+    except Exception as e:  # noqa: BLE001 - protobuf DecodeError (and any parser error): caller's bytes
+        return None, InvalidArgumentError(
+            "request", f"not a valid {full_method.rsplit('/', 2)[-2]}/{_method_name(full_method)} request "
+            f"message ({len(raw)} bytes; {type(e).__name__})"
+        )
 
 
 class ServerInterceptor(grpc.aio.ServerInterceptor):
@@ -44,10 +70,14 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
         method = _method_name(full_method)
         inner = handler.unary_unary
         service = self.service
+        deserialize = handler.request_deserializer
 
-        async def wrapped(request, context: grpc.aio.ServicerContext):
+        async def wrapped(raw, context: grpc.aio.ServicerContext):
+            # Deserialized here, not by grpc: bytes that are not the request message are the caller's
+            # error (INVALID_ARGUMENT), where grpc's own deserialization failure would answer UNKNOWN.
+            request, bad_request = _deserialize(deserialize, raw, full_method)
             md = {k: v for k, v in (context.invocation_metadata() or ()) if isinstance(v, str)}
-            rid = md.get("x-request-id") or getattr(request, "request_id", "") or uuid.uuid4().hex
+            rid = _request_id(md.get("x-request-id") or getattr(request, "request_id", ""))
             tok_rid = request_id_var.set(rid)
             remaining = context.time_remaining()
             tok_dl = deadline_var.set(time.monotonic() + remaining if remaining is not None else None)
@@ -62,12 +92,17 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
                     attributes={"rpc.system": "grpc", "rpc.method": method, "cascade.request_id": rid},
                 ) as span:
                     try:
+                        if bad_request is not None:
+                            raise bad_request
                         return await inner(request, context)
                     except CascadeError as e:
                         code = getattr(grpc.StatusCode, e.grpc_code_name)
                         span.set_status(Status(StatusCode.ERROR, e.message))
                         if isinstance(e, ResourceExhaustedError) and e.retry_after_s is not None:
-                            context.set_trailing_metadata((("retry-after-s", f"{e.retry_after_s:.3f}"),))
+                            context.set_trailing_metadata((
+                                ("retry-after-s", f"{e.retry_after_s:.3f}"),
+                                ("retry-after", str(max(1, math.ceil(e.retry_after_s)))),  # HTTP-style seconds
+                            ))
                         log.info("rpc rejected: %s", e.message, extra={"code": code.name, "method": method})
                         await context.abort(code, e.message)
                     except grpc.aio.AbortError:
@@ -90,6 +125,6 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
 
         return grpc.unary_unary_rpc_method_handler(
             wrapped,
-            request_deserializer=handler.request_deserializer,
+            request_deserializer=None,  # raw bytes: see _deserialize
             response_serializer=handler.response_serializer,
         )

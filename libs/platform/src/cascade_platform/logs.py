@@ -9,7 +9,7 @@ import time
 
 from opentelemetry import trace
 
-from cascade_platform.context import request_id_var
+from cascade_platform.context import client_id_var, request_id_var
 
 
 class JsonFormatter(logging.Formatter):
@@ -28,10 +28,13 @@ class JsonFormatter(logging.Formatter):
         rid = request_id_var.get()
         if rid:
             doc["request_id"] = rid
+        cid = client_id_var.get()
+        if cid:
+            doc["client_id"] = cid
         ctx = trace.get_current_span().get_span_context()
         if ctx.is_valid:
             doc["trace_id"] = format(ctx.trace_id, "032x")
-        for k in ("event", "stage", "code", "method", "duration_ms"):
+        for k in ("event", "stage", "code", "method", "duration_ms", "audit"):
             v = getattr(record, k, None)
             if v is not None:
                 doc[k] = v

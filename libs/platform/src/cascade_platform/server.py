@@ -32,7 +32,8 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from cascade_platform import metrics
+from cascade_platform import metrics, tls
+from cascade_platform.auth import internal_auth_interceptors
 from cascade_platform.interceptors import ServerInterceptor
 from cascade_platform.logs import setup_logging
 from cascade_platform.settings import ServiceSettings, load_settings
@@ -59,6 +60,17 @@ class ServiceApp(abc.ABC):
     async def stop(self) -> None:
         return None
 
+    # Internal services (retrieval, features, ranking) require the service token when it is configured;
+    # the edge (router) authenticates its clients instead.
+    internal: ClassVar[bool] = True
+
+    def interceptors(self) -> list[grpc.aio.ServerInterceptor]:
+        """Interceptors run inside the platform's (so their errors map to codes): authentication, rate
+        limits, load shedding. Default: the internal service credential (when configured)."""
+        if not self.internal:
+            return []
+        return internal_auth_interceptors(self.name, self.settings.internal_auth)
+
 
 class RunningServer:
     """Handle returned by :func:`start_server` (used by ``serve`` and by in-process tests)."""
@@ -68,6 +80,7 @@ class RunningServer:
         self.server = server
         self.port = port
         self.health = health
+        self.health_server: grpc.aio.Server | None = None  # plaintext health port (mTLS deployments)
 
     async def set_serving(self, serving: bool) -> None:
         status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
@@ -78,6 +91,8 @@ class RunningServer:
     async def drain_and_stop(self, grace_s: float) -> None:
         await self.set_serving(False)
         await self.server.stop(grace_s)
+        if self.health_server is not None:
+            await self.health_server.stop(0)
         await self.app.stop()
 
 
@@ -90,7 +105,7 @@ async def start_server(app: ServiceApp) -> RunningServer:
             ("grpc.max_connection_age_grace_ms", int(max(s.drain_seconds, 1.0) * 1000)),
         ]
     server = grpc.aio.server(
-        interceptors=[ServerInterceptor(app.name)],
+        interceptors=[ServerInterceptor(app.name), *app.interceptors()],
         options=options,
         maximum_concurrent_rpcs=s.grpc_max_concurrent_rpcs,
     )
@@ -101,10 +116,18 @@ async def start_server(app: ServiceApp) -> RunningServer:
         (*app.service_names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
         server,
     )
-    port = server.add_insecure_port(f"{s.host}:{s.port}")
+    port = tls.add_port(server, f"{s.host}:{s.port}", s.tls)
     if port == 0:
         raise SystemExit(f"could not bind {s.host}:{s.port} (CASCADE_PORT): port in use?")
     running = RunningServer(app, server, port, health_servicer)
+    if s.tls.enabled and s.tls.health_port is not None:
+        # kubelet's gRPC probes speak plaintext only: health (and nothing else) on its own port.
+        running.health_server = grpc.aio.server()
+        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, running.health_server)
+        hp = running.health_server.add_insecure_port(f"{s.host}:{s.tls.health_port}")
+        if hp == 0:
+            raise SystemExit(f"could not bind {s.host}:{s.tls.health_port} (CASCADE_TLS__HEALTH_PORT)")
+        await running.health_server.start()
     await running.set_serving(False)
     await server.start()
     log.info("listening", extra={"event": "listening", "method": f"{s.host}:{port}"})

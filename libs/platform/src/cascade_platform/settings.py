@@ -13,6 +13,9 @@ from typing import TypeVar
 from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from cascade_platform.auth import InternalAuthConfig
+from cascade_platform.tls import TlsConfig
+
 
 class ServiceSettings(BaseSettings):
     model_config = SettingsConfigDict(
@@ -33,6 +36,11 @@ class ServiceSettings(BaseSettings):
         None, gt=0, description="Server max connection age so client-side round_robin sees new pods."
     )
     grpc_max_concurrent_rpcs: int | None = Field(None, gt=0)
+    internal_auth: InternalAuthConfig = Field(
+        default_factory=InternalAuthConfig,
+        description="Service token required from callers of internal services (CASCADE_INTERNAL_AUTH__TOKEN_FILE).",
+    )
+    tls: TlsConfig = Field(default_factory=TlsConfig, description="Server mTLS (CASCADE_TLS__*).")
 
 
 S = TypeVar("S", bound=BaseSettings)

@@ -8,7 +8,11 @@ import logging
 import grpc
 from cascade.router.v1 import router_pb2, router_pb2_grpc
 from cascade_platform import metrics as platform_metrics
+from cascade_platform.audit import AuditLog
 from cascade_platform.server import ServiceApp
+from cascade_platform.auth import client_auth_interceptors
+from cascade_platform.ratelimit import RateLimiter, RateLimitInterceptor
+from cascade_platform.shedding import LoadShedder, SheddingInterceptor
 
 from cascade_router import metrics
 from cascade_router.batch import open_store
@@ -25,6 +29,7 @@ log = logging.getLogger("cascade.router")
 
 class RouterApp(ServiceApp):
     name = "router"
+    internal = False  # the edge: authenticates clients (CASCADE_AUTH__*), not the service token
     service_names = (router_pb2.DESCRIPTOR.services_by_name["RecommendationService"].full_name,)
 
     def __init__(self, settings: RouterSettings) -> None:
@@ -52,6 +57,7 @@ class RouterApp(ServiceApp):
             else None
         )
         self.servicer = RecommendationServicer(self.pipeline, self.model, settings.request_budget_s, cache)
+        self.shedder = LoadShedder(settings.shedding, self.name) if settings.shedding.enabled else None
         self.watcher: ExperimentsWatcher | None = None
         self._watch_task: asyncio.Task | None = None
 
@@ -75,7 +81,10 @@ class RouterApp(ServiceApp):
         path = self.settings.experiments_file
         if path is None:
             return ExperimentsConfig.default(), "default"
-        self.watcher = ExperimentsWatcher(path, self.apply_experiments, self.settings.experiments_poll_s)
+        audit_log = AuditLog(self.settings.audit_log) if self.settings.audit_log is not None else None
+        self.watcher = ExperimentsWatcher(
+            path, self.apply_experiments, self.settings.experiments_poll_s, audit_log=audit_log
+        )
         try:
             return self.watcher.load()
         except ExperimentConfigError as e:
@@ -83,6 +92,8 @@ class RouterApp(ServiceApp):
 
     async def start(self) -> None:
         experiments, digest = self.load_experiments()
+        self.servicer.shedder = self.shedder  # here, not in __init__: subclasses replace the servicer
+        self.servicer.num_candidates = self.settings.num_candidates
         self.model.load()
         await self.pipeline.initialize()
         if self.servicer.cache_pipeline is not None:
@@ -106,6 +117,16 @@ class RouterApp(ServiceApp):
             else "off",
             extra={"event": "ready"},
         )
+
+    def interceptors(self) -> list[grpc.aio.ServerInterceptor]:
+        """Client authentication, then the client's rate limit, then load shedding (each off unless
+        configured; see docs/security.md)."""
+        out = client_auth_interceptors(self.name, self.settings.auth)
+        if self.settings.rate_limit.enabled:
+            out.append(RateLimitInterceptor(RateLimiter(self.settings.rate_limit)))
+        if self.shedder is not None:
+            out.append(SheddingInterceptor(self.shedder))
+        return out
 
     def register(self, server: grpc.aio.Server) -> None:
         router_pb2_grpc.add_RecommendationServiceServicer_to_server(self.servicer, server)

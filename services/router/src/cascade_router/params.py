@@ -28,3 +28,6 @@ PRIMARY_SCORES = "primary_scores"
 RESPONDED = "responded"
 # Set by a batch-prediction source: the model version that computed the served batch list.
 BATCH_MODEL_VERSION = "batch_model_version"
+# Set by the servicer when load shedding shrank this request (cascade_platform.shedding): the quality
+# factor (< 1). Retrieval was asked for fewer candidates, interleaving and shadow ranking are skipped.
+QUALITY_FACTOR = "quality_factor"

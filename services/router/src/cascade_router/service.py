@@ -5,7 +5,7 @@ back it is ``<version>+retrieval-order`` (``<version>`` = the variant's ranker v
 registry version when the variant uses the default), and the scores are the retrieval scores clamped
 non-increasing in retrieval order. Interleaved lists carry ``interleave(<version A>,<version B>)``;
 lists served from the batch cache carry the batch's version. ``degraded`` is true whenever any
-fallback served.
+fallback served, and when load shedding shrank the request (``params.QUALITY_FACTOR``).
 
 After the response is built the servicer resolves ``params.RESPONDED`` with it: the side effects
 (exposure log, shadow ranking) wait for that, so they never run ahead of or alter the answer.
@@ -25,6 +25,7 @@ from cascade_core.errors import UnavailableError
 from cascade_core.stages import Pipeline, PipelineResult, Query
 from cascade_platform import metrics as platform_metrics
 from cascade_platform.context import deadline_var, request_id_var
+from cascade_platform.shedding import LoadShedder, quality_var
 
 from cascade_router import metrics, params
 from cascade_router.experiments import Assigner, Assignment
@@ -49,6 +50,9 @@ def apply_assignment(query: Query, a: Assignment) -> None:
 
 
 class RecommendationServicer(router_pb2_grpc.RecommendationServiceServicer):
+    shedder: LoadShedder | None = None  # set by RouterApp.start() when CASCADE_SHEDDING__* is configured
+    num_candidates: int = 200  # the router's CASCADE_NUM_CANDIDATES (set by RouterApp.start())
+
     def __init__(
         self,
         pipeline: Pipeline,
@@ -79,6 +83,9 @@ class RecommendationServicer(router_pb2_grpc.RecommendationServiceServicer):
         query = to_query(request, deadline=deadline, generated_request_id=request_id_var.get())
         assignment = assigner.assign(query.user_id, query.context)
         apply_assignment(query, assignment)
+        quality = quality_var.get()
+        if quality < 1.0 and self.shedder is not None:
+            self._shrink(query, quality)
         metrics.ASSIGNMENTS.labels(
             assignment.experiment, assignment.variant.name, "true" if assignment.forced else "false"
         ).inc()
@@ -97,6 +104,14 @@ class RecommendationServicer(router_pb2_grpc.RecommendationServiceServicer):
             request_id_var.reset(tok_rid)
         metrics.RECOMMEND_SECONDS.labels(resp.variant).observe(time.perf_counter() - t0)
         return resp
+
+    def _shrink(self, query: Query, quality: float) -> None:
+        """Load shedding: fewer retrieval candidates, one ranker (no interleave), no shadow call."""
+        assert self.shedder is not None
+        base = int(query.params.get(params.NUM_CANDIDATES) or self.num_candidates)
+        query.params[params.NUM_CANDIDATES] = self.shedder.shrink(base, quality)
+        query.params.pop(params.INTERLEAVE_ARMS, None)
+        query.params[params.QUALITY_FACTOR] = quality
 
     @staticmethod
     def _cacheable(a: Assignment) -> bool:
@@ -150,7 +165,7 @@ class RecommendationServicer(router_pb2_grpc.RecommendationServiceServicer):
                 "registry's popular.json"
             )
         self._observe(query, result)
-        degraded = result.degraded or fallback_served
+        degraded = result.degraded or fallback_served or params.QUALITY_FACTOR in query.params
         metrics.RECOMMEND_TOTAL.labels(variant).inc()
         if degraded:
             metrics.RECOMMEND_DEGRADED_TOTAL.labels(variant).inc()

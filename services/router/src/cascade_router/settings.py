@@ -11,7 +11,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
+from cascade_platform.auth import AuthConfig
+from cascade_platform.ratelimit import RateLimitConfig
 from cascade_platform.settings import ServiceSettings
+from cascade_platform.shedding import SheddingConfig
 from pydantic import BaseModel, Field, SecretStr
 
 
@@ -69,6 +72,11 @@ class RouterSettings(ServiceSettings):
     experiments_poll_s: float = Field(
         1.0, gt=0, le=3600, description="How often the experiment file is checked for changes."
     )
+    audit_log: Path | None = Field(
+        None,
+        description="JSON-lines audit log of experiment-config loads and reloads (applied or rejected); "
+        "unset = the audit records go to the structured log only (event: audit).",
+    )
     exposures: ExposureSettings = Field(default_factory=ExposureSettings)
     batch_predictions: str = Field(
         "",
@@ -81,3 +89,12 @@ class RouterSettings(ServiceSettings):
         "first for users on the default ranker (degraded=false).",
     )
     batch_timeout_s: float = Field(0.05, gt=0, le=10, description="Redis lookup timeout of a batch list.")
+    auth: AuthConfig = Field(
+        default_factory=AuthConfig, description="Client authentication (CASCADE_AUTH__*; default none)."
+    )
+    rate_limit: RateLimitConfig = Field(
+        default_factory=RateLimitConfig, description="Per-client token buckets (CASCADE_RATE_LIMIT__*)."
+    )
+    shedding: SheddingConfig = Field(
+        default_factory=SheddingConfig, description="In-flight bounds: shrink, then refuse (CASCADE_SHEDDING__*)."
+    )

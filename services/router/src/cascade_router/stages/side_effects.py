@@ -174,6 +174,9 @@ class ShadowRanking(SideEffect):
         if await responded(query) is None:
             return
         version = cfg.ranker_version
+        if params.QUALITY_FACTOR in query.params:  # load shedding: no extra ranking work
+            metrics.SHADOW_REQUESTS.labels(version, "skipped_shed").inc()
+            return
         if cfg.sample_percent < 100 and bucket("shadow", query.request_id) >= cfg.sample_percent * 100:
             metrics.SHADOW_REQUESTS.labels(version, "skipped_sample").inc()
             return
