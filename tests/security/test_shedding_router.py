@@ -1,6 +1,6 @@
 """Load shedding in a real router process.
 
-Retrieval is a *hung* dependency: a socket that accepts TCP connections and never answers, so each
+Retrieval is a *hung* dependency: a gRPC server that accepts every call and never answers, so each
 admitted call stays in flight until its retrieval deadline, then is served by the popularity
 fallback. 12 calls at once against soft limit 2 / hard limit 6: the first two run at full quality,
 the next four are shrunk (quality factor < 1, degraded), the rest are refused with retry-after.
@@ -8,7 +8,8 @@ the next four are shrunk (quality factor < 1, degraded), the rest are refused wi
 
 from __future__ import annotations
 
-import socket
+import threading
+from concurrent import futures
 from collections import Counter
 from collections.abc import Iterator
 
@@ -26,13 +27,30 @@ NUM_CANDIDATES = 40  # below the fixture's 60 popular items, so shrinking shows 
 
 @pytest.fixture(scope="module")
 def hung_target() -> Iterator[str]:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    s.listen(64)  # never accept(): the kernel completes the TCP handshake, nobody speaks HTTP/2
+    """A real gRPC server that accepts every call and answers none: each call waits out its deadline.
+
+    (A bare listening socket would not do: gRPC gives up on its HTTP/2 handshake after ~20 s and then
+    fails calls fast, so whether calls overlap would depend on when the test starts.)
+    """
+    release = threading.Event()
+
+    def hang(request: bytes, context: grpc.ServicerContext) -> bytes:
+        release.wait(timeout=max(0.0, (context.time_remaining() or 30.0) + 1.0))
+        context.abort(grpc.StatusCode.UNAVAILABLE, "hung test dependency")
+
+    class _AnyMethod(grpc.GenericRpcHandler):
+        def service(self, handler_call_details):  # noqa: ANN001 - grpc API
+            return grpc.unary_unary_rpc_method_handler(hang)
+
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=64))
+    server.add_generic_rpc_handlers((_AnyMethod(),))
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
     try:
-        yield f"127.0.0.1:{s.getsockname()[1]}"
+        yield f"127.0.0.1:{port}"
     finally:
-        s.close()
+        release.set()
+        server.stop(grace=None)
 
 
 @pytest.fixture(scope="module")
