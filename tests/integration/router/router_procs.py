@@ -85,9 +85,10 @@ class HttpProcess:
         body: Any = None,
         raw: bytes | None = None,
         content_type: str = "application/json",
+        headers: dict[str, str] | None = None,
     ) -> tuple[int, Any, dict]:
         data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
-        req = urllib.request.Request(self.url + path, data=data, method=method)
+        req = urllib.request.Request(self.url + path, data=data, method=method, headers=headers or {})
         if data is not None:
             req.add_header("Content-Type", content_type)
         try:

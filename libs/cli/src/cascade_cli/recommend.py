@@ -50,6 +50,12 @@ def register(subparsers: Any) -> None:
     p.add_argument("--request-id", default="", help="correlation id (generated when empty)")
     p.add_argument("--timeout", type=float, default=2.0, help="deadline in seconds")
     p.add_argument(
+        "--api-key",
+        default=os.environ.get("CASCADE_API_KEY", ""),
+        help="API key or JWT sent as `authorization: Bearer ...` when the router requires auth "
+        "(env CASCADE_API_KEY; see docs/security.md)",
+    )
+    p.add_argument(
         "--artifacts-dir",
         default=os.environ.get("CASCADE_ARTIFACTS_DIR", "artifacts"),
         help="registry root for titles (env CASCADE_ARTIFACTS_DIR)",
@@ -113,7 +119,10 @@ def run(args: argparse.Namespace) -> int:
     )
     with grpc.insecure_channel(args.target) as channel:
         try:
-            resp = router_pb2_grpc.RecommendationServiceStub(channel).Recommend(req, timeout=args.timeout)
+            md = (("authorization", f"Bearer {args.api_key}"),) if args.api_key else ()
+            resp = router_pb2_grpc.RecommendationServiceStub(channel).Recommend(
+                req, timeout=args.timeout, metadata=md
+            )
         except grpc.RpcError as e:
             return rpc_failure(NAME, args.target, e)
     titles, problem = load_titles(args.artifacts_dir, args.model_version)

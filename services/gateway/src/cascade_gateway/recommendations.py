@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 
 from cascade_gateway.errors import ErrorBody
-from cascade_gateway.router_client import RouterClient
+from cascade_gateway.router_client import RouterClient, forwarded_credentials
 from cascade_gateway.schemas import RecommendationRequest, RecommendationResponse
 
 router = APIRouter(tags=["recommendations"])
@@ -23,4 +23,5 @@ _ERRORS = {
 async def recommend(body: RecommendationRequest, request: Request) -> RecommendationResponse:
     """Ranked recommendations for one user (the router's ``Recommend``)."""
     client: RouterClient = request.app.state.router
-    return RecommendationResponse.from_proto(await client.recommend(body.to_proto()))
+    creds = forwarded_credentials(request.headers)
+    return RecommendationResponse.from_proto(await client.recommend(body.to_proto(), creds))

@@ -2,12 +2,27 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import grpc
 from cascade.router.v1 import router_pb2, router_pb2_grpc
 from cascade_platform.client import make_channel
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from cascade_gateway.errors import ApiError, from_rpc_error
+
+# Caller headers the router's auth interceptor reads (cascade_platform.auth); forwarded unchanged.
+FORWARDED_CREDENTIAL_HEADERS = ("authorization", "x-api-key")
+
+
+def forwarded_credentials(headers: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+    """The caller's credential headers that are valid gRPC metadata (printable ASCII), in a fixed order."""
+    out = []
+    for name in FORWARDED_CREDENTIAL_HEADERS:
+        value = headers.get(name)
+        if value and value.isascii() and value.isprintable():
+            out.append((name, value))
+    return tuple(out)
 
 ROUTER_SERVICE = router_pb2.DESCRIPTOR.services_by_name["RecommendationService"].full_name
 
@@ -32,10 +47,18 @@ class RouterClient:
             await self._channel.close()
         self._channel = self._stub = self._health = None
 
-    async def recommend(self, req: router_pb2.RecommendRequest) -> router_pb2.RecommendResponse:
+    async def recommend(
+        self, req: router_pb2.RecommendRequest, credentials: tuple[tuple[str, str], ...] = ()
+    ) -> router_pb2.RecommendResponse:
+        """``credentials``: the caller's ``authorization`` / ``x-api-key`` headers, forwarded as-is so the
+        router authenticates and rate-limits the storefront client, not the gateway."""
         if self._stub is None:
             raise ApiError(503, "UNAVAILABLE", "gateway is starting: router channel not open yet")
-        md = (("x-request-id", req.request_id),) if req.request_id else ()
+        rid = req.request_id
+        # a header value must be printable ASCII; any other id goes in the body only, where the router
+        # rejects it with INVALID_ARGUMENT naming request_id (as a header it failed the call: HTTP 500)
+        md = (("x-request-id", rid),) if rid and rid.isascii() and rid.isprintable() else ()
+        md += credentials
         try:
             return await self._stub.Recommend(req, timeout=self.timeout_s, metadata=md)
         except grpc.aio.AioRpcError as e:
