@@ -280,7 +280,7 @@ def test_rollouts_render_canaries_with_analysis(render):
     assert set(rollouts) == {f"cascade-{n}" for n in [*GRPC, "gateway"]}
     assert not set(rollouts) & set(by_kind(objs, "Deployment"))
     templates = by_kind(objs, "AnalysisTemplate")
-    # cascade-ctr is opt-in (rollouts.analysis.ctr.enabled): nothing emits clicks by variant
+    # cascade-ctr is opt-in (rollouts.analysis.ctr.enabled, ranking canaries only; see test_metric_names)
     assert set(templates) == {"cascade-success-rate", "cascade-p99-latency"}
     for name, r in rollouts.items():
         canary = r["spec"]["strategy"]["canary"]

@@ -21,6 +21,7 @@ METRIC_MODULES = [
     "cascade_platform.metrics",
     "cascade_router.metrics",
     "cascade_stream.metrics",
+    "cascade_stream.attribution",
     "cascade_gateway.metrics",
 ]
 # Series other software exports, by prefix: NVIDIA Triton's metrics endpoint.
@@ -124,21 +125,52 @@ def test_every_queried_metric_is_emitted(render, repo):
     assert not missing, f"queried but never registered by Cascade code: {missing}"
 
 
-def test_ctr_analysis_is_opt_in_because_clicks_are_not_emitted(dc, repo):
-    """No Cascade process emits clicks by variant: the CTR analysis only renders when enabled
-    explicitly, and a component that lists it without enabling it fails the render."""
-    assert "cascade_recommend_clicks_total" not in registered_names()
+CTR_ON = "rollouts.analysis.ctr.enabled=true,components.ranking.routing.enabled=false"
+
+
+def test_ctr_analysis_queries_the_attribution_counters(dc, repo, tmp_path):
+    """cascade_stream.attribution emits the clicks/impressions by model_version; the opt-in CTR
+    analysis renders only where it can judge a canary (ranking, model versions rolled by Helm)."""
+    import subprocess
+
+    import yaml as _yaml
+
+    emitted = registered_names()
+    assert {"cascade_recommend_clicks_total", "cascade_recommend_impressions_total"} <= emitted
+    fails = {
+        "ctr listed while disabled": ["--set", "components.ranking.canary.analyses={success-rate,ctr}"],
+        "ctr on the router": ["--set", f"{CTR_ON},components.router.canary.analyses={{success-rate,ctr}}"],
+        "ctr with hot-reloaded routing": [
+            "--set",
+            "rollouts.analysis.ctr.enabled=true,components.ranking.canary.analyses={success-rate,ctr}",
+        ],
+        "ctr without attribution": ["--set", f"{CTR_ON},components.attribution.enabled=false"],
+        "exposures topic mismatch": ["--set", "components.router.exposures.topic=other"],
+    }
+    for what, args in fails.items():
+        objs, problems = dc.helm_template(repo, "rollouts", args)
+        assert not objs and problems, what
     objs, problems = dc.helm_template(
-        repo, "rollouts", ["--set", "components.router.canary.analyses={success-rate,ctr}"]
+        repo, "rollouts", ["--set", f"{CTR_ON},components.ranking.canary.analyses={{success-rate,ctr}}"]
     )
-    assert not objs and "rollouts.analysis.ctr.enabled" in "\n".join(problems)
-    objs, problems = dc.helm_template(
-        repo, "rollouts",
-        ["--set", "rollouts.analysis.ctr.enabled=true,components.router.canary.analyses={success-rate,ctr}"],
-    )
-    assert not problems
-    names = {o["metadata"]["name"] for o in objs if o["kind"] == "AnalysisTemplate"}
-    assert "cascade-ctr" in names
+    assert not problems, problems
+    tpl = {o["metadata"]["name"]: o for o in objs if o["kind"] == "AnalysisTemplate"}["cascade-ctr"]
+    args = {a["name"]: a.get("value") for a in tpl["spec"]["args"]}
+    assert args["canary-model-version"] == _yaml.safe_load((repo / "charts/cascade/values.yaml").read_text())[
+        "modelVersion"]
+    query = tpl["spec"]["metrics"][0]["provider"]["prometheus"]["query"]
+    assert 'model_version="{{args.canary-model-version}}"' in query
+    filled = re.sub(r"\{\{\s*args\.[\w-]+\s*\}\}", "x", query)
+    assert metric_names(filled) <= emitted, metric_names(filled) - emitted
+    rollout = {o["metadata"]["name"]: o for o in objs if o["kind"] == "Rollout"}["cascade-ranking"]
+    assert {"templateName": "cascade-ctr"} in rollout["spec"]["strategy"]["canary"]["analysis"]["templates"]
+    assert {o["metadata"]["name"] for o in objs if o["kind"] == "Deployment"} >= {"cascade-attribution"}
+    # the query parses (promtool, as a recording rule)
+    rules = tmp_path / "ctr.yaml"
+    rules.write_text(_yaml.safe_dump({"groups": [{"name": "ctr", "rules": [{"record": "cascade_check:ctr",
+                                                                             "expr": filled}]}]}))
+    proc = subprocess.run([dc._promtool(), "check", "rules", str(rules)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
 @pytest.mark.parametrize("value_set", ["default", "rollouts", "gpu"])

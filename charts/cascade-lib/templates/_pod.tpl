@@ -57,6 +57,10 @@ spec:
     - name: {{ .name }}
       image: {{ include "cascade-lib.image" . }}
       imagePullPolicy: {{ $c.image.pullPolicy | default $v.global.imagePullPolicy }}
+      {{- with $c.command }}
+      command:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
       {{- with $c.args }}
       args:
         {{- toYaml . | nindent 8 }}

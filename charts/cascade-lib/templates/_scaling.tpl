@@ -95,15 +95,23 @@ spec:
   minReplicaCount: {{ $a.minReplicas }}
   maxReplicaCount: {{ $a.maxReplicas }}
   # One trigger per consumer group of the worker (users on the events topic, items on the
-  # by-item topic); KEDA scales to the larger demand.
+  # by-item topic), or per entry of kafka.lagTriggers [{name, topic}] (group = groupId);
+  # KEDA scales to the larger demand.
+  {{- $triggers := list (dict "name" "users" "group" (printf "%s.users" $k.groupId) "topic" $k.topics.events) (dict "name" "items" "group" (printf "%s.items" $k.groupId) "topic" $k.topics.byItem) }}
+  {{- with $k.lagTriggers }}
+  {{- $triggers = list }}
+  {{- range . }}
+  {{- $triggers = append $triggers (dict "name" .name "group" $k.groupId "topic" .topic) }}
+  {{- end }}
+  {{- end }}
   triggers:
-    {{- range $role, $topic := dict "users" $k.topics.events "items" $k.topics.byItem }}
+    {{- range $triggers }}
     - type: kafka
-      name: {{ $role }}-lag
+      name: {{ .name }}-lag
       metadata:
         bootstrapServers: {{ $v.config.kafka.bootstrapServers | quote }}
-        consumerGroup: {{ printf "%s.%s" $k.groupId $role | quote }}
-        topic: {{ $topic | quote }}
+        consumerGroup: {{ .group | quote }}
+        topic: {{ .topic | quote }}
         lagThreshold: {{ $k.lagThreshold | quote }}
         offsetResetPolicy: latest
         allowIdleConsumers: "false"
