@@ -96,7 +96,7 @@ def pipeline_lists(inp: EvalInputs, k: int = 10) -> tuple[list[np.ndarray], list
     ann_lists, pipe_lists = [], []
     for u, c in zip(inp.eval_users, cands):
         ann_lists.append(c.items[c.from_ann])
-        x = inp.layout.assemble(inp.pit.user_vecs[int(u)], inp.pit.item_vecs[c.items], c.scores)
+        x = inp.pit.assemble(inp.layout, int(u), c.items, c.scores)
         score = sess.run(None, {"features": x})[0]
         pipe_lists.append(c.items[np.argsort(-score, kind="stable")[:k]])
     return ann_lists, pipe_lists, float(np.mean([len(c.items) for c in cands])) if cands else 0.0

@@ -7,6 +7,7 @@ and for evaluation (history = train split, labels = test interactions), so train
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import hnswlib
 import numpy as np
@@ -14,6 +15,9 @@ import numpy as np
 from cascade_core.features import FeatureLayout
 from cascade_pipelines.candidates import Candidates, Consumed, ann_topk, merge_candidates
 from cascade_pipelines.ranker import ListwiseData
+
+if TYPE_CHECKING:
+    from cascade_pipelines.realtime import RealtimeAt
 
 
 @dataclass
@@ -24,6 +28,17 @@ class PointInTime:
     item_vecs: np.ndarray  # [n_items, item_dim]
     consumed: Consumed
     popular_order: np.ndarray  # item rows, most popular first
+    # Real-time features of each user at its label time (real-time layouts only; None: no events).
+    realtime: "RealtimeAt | None" = None
+
+    def assemble(self, layout: FeatureLayout, user: int, items: np.ndarray,
+                 retrieval_scores: np.ndarray | None) -> np.ndarray:
+        """The ranker rows of ``user`` x ``items`` at this point in time (training and evaluation)."""
+        user_rt = item_rt = None
+        if layout.realtime and self.realtime is not None:
+            user_rt, item_rt = self.realtime.user(user), self.realtime.items(user, items)
+        return layout.assemble(self.user_vecs[user], self.item_vecs[items], retrieval_scores,
+                               user_rt=user_rt, item_rt=item_rt)
 
 
 def user_candidates(
@@ -57,7 +72,7 @@ def listwise_data(
 ) -> ListwiseData:
     feats, labels, n_rel = [], [], []
     for u, c in zip(users, cands):
-        feats.append(layout.assemble(pit.user_vecs[int(u)], pit.item_vecs[c.items], c.scores))
+        feats.append(pit.assemble(layout, int(u), c.items, c.scores))
         rel = truth.get(int(u), set())
         labels.append(np.fromiter((1.0 if int(i) in rel else 0.0 for i in c.items), np.float32, len(c.items)))
         n_rel.append(len(rel))

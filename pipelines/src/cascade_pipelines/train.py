@@ -47,6 +47,7 @@ class TrainParams:
     ann_ef_construction: int = 200
     ann_target_recall: float = 0.95
     refit: bool = True  # retrain the two-tower on the whole train split for the chosen epoch count
+    realtime: bool = True  # ranker features from the Kafka real-time views (cascade_pipelines.realtime)
     seed: int = 0
     synthetic: dict = field(default_factory=dict)
 
@@ -86,8 +87,19 @@ def _run(params: TrainParams, artifacts: Path, dataset: Dataset | None) -> str:
     fp = ds.fingerprint()
     log(f"dataset {ds.name}: {ds.n_users:,} users, {ds.n_items:,} items, "
         f"{len(ds.interactions):,} interactions (fingerprint {fp[:12]})")
-    layout = FeatureLayout(ds.categories())
+    layout = FeatureLayout(ds.categories(), realtime=params.realtime)
     genre_mat = ds.genre_matrix(layout.categories)
+    rt_history = None
+    if params.realtime:
+        from cascade_pipelines.realtime import RealtimeHistory, interaction_events
+
+        t0 = time.perf_counter()
+        events = interaction_events(ds.interactions)
+        catalog = dict(zip(ds.items["item_id"].astype(str), ds.items["category"].astype(str)))
+        rt_history = RealtimeHistory.from_events(events, catalog)
+        log(f"real-time features: {len(events):,} replayed events -> {len(rt_history.users.as_of):,} user / "
+            f"{len(rt_history.items.as_of):,} item offline rows (cascade_stream.features.compute_features, "
+            f"{time.perf_counter() - t0:.1f}s)")
 
     split = temporal_split(ds.interactions, params.test_frac)
     val = validation_split(split.train, split, params.test_frac)
@@ -97,20 +109,28 @@ def _run(params: TrainParams, artifacts: Path, dataset: Dataset | None) -> str:
     def codes(df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         return df["user_id"].cat.codes.to_numpy(np.int64), df["item_id"].cat.codes.to_numpy(np.int64)
 
-    def point_in_time(history: pd.DataFrame) -> PointInTime:
+    def point_in_time(history: pd.DataFrame, labels: pd.DataFrame | None = None) -> PointInTime:
         indptr, indices = consumed_csr(history, ds.n_users)
         as_of = int(history["timestamp"].max())
+        realtime = None
+        if rt_history is not None and labels is not None:
+            from cascade_pipelines.realtime import RealtimeAt, first_label_times
+
+            # Each user's real-time features as of (strictly before) its first label interaction.
+            realtime = RealtimeAt(layout, rt_history, ds.users["user_id"].astype(str).to_numpy(),
+                                  ds.items["item_id"].astype(str).to_numpy(), first_label_times(labels))
         return PointInTime(
             user_vecs=user_vectors(history, ds.n_users, genre_mat, layout, as_of),
             item_vecs=item_vectors(history, ds.items, genre_mat, layout),
             consumed=Consumed(indptr, indices),
             popular_order=np.argsort(-popularity(history), kind="stable"),
+            realtime=realtime,
         )
 
     # -- two-tower on the fit part, epoch chosen on validation recall@100 --------------------------
     fit_u, fit_i = codes(val.train)
     fit_hist = History(fit_u, fit_i, ds.n_users)
-    fit_pit = point_in_time(val.train)
+    fit_pit = point_in_time(val.train, val.test)
     val_users = val.eval_users()
     val_truth = truth_sets(*codes(val.test))
 
@@ -138,6 +158,9 @@ def _run(params: TrainParams, artifacts: Path, dataset: Dataset | None) -> str:
                             n_random=params.n_random_negatives, seed=params.seed)
     rdata = listwise_data(layout, fit_pit, val_users, cands, val_truth)
     feature_defaults = rdata.stacked().mean(axis=0)
+    # Real-time columns default to their "no events" value (zeros), what serving uses for users and
+    # items without a real-time row; the other columns to training means.
+    feature_defaults[layout.rt_offset:] = 0.0
     ranker, rk_info = train_ranker(rdata, RankerConfig(epochs=params.ranker_epochs, seed=params.seed), log=log)
     rk_seconds = time.perf_counter() - t0
     log(f"ranker: best epoch {rk_info['best_epoch']} holdout ndcg@10 {rk_info['holdout_ndcg@10']:.4f} "
@@ -174,7 +197,7 @@ def _run(params: TrainParams, artifacts: Path, dataset: Dataset | None) -> str:
         # -- offline evaluation on the test split -----------------------------------------------
         t0 = time.perf_counter()
         train_u, train_i = codes(split.train)
-        train_pit = point_in_time(split.train)
+        train_pit = point_in_time(split.train, split.test)
         eval_users = split.eval_users()
         eval_user_emb = user_embeddings(model, History(train_u, train_i, ds.n_users), eval_users)
         metrics = evaluate(EvalInputs(
@@ -242,6 +265,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--synthetic-users", type=int, default=5000)
     ap.add_argument("--synthetic-items", type=int, default=2000)
     ap.add_argument("--if-missing", action="store_true", help="exit 0 at once when registry/LATEST exists")
+    ap.add_argument("--no-realtime", action="store_true",
+                    help="train the ranker without the real-time (Kafka) features (the previous layout)")
     a = ap.parse_args(argv)
     root = (a.artifacts or artifacts_dir()).resolve()
     if a.if_missing and (root / "registry" / "LATEST").is_file():
@@ -250,6 +275,7 @@ def main(argv: list[str] | None = None) -> int:
     if a.epochs < 1:
         ap.error("--epochs must be >= 1")
     params = TrainParams(dataset=a.dataset, epochs=a.epochs, ranker_epochs=a.ranker_epochs, seed=a.seed,
+                         realtime=not a.no_realtime,
                          synthetic={"n_users": a.synthetic_users, "n_items": a.synthetic_items, "seed": a.seed}
                          if a.dataset == "synthetic" else {})
     run(params, root)

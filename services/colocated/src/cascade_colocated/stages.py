@@ -88,7 +88,8 @@ class InProcessFeatureHydrator(FeatureHydrator):
         self._names = self.model.feature_names
         defaults = FeatureDefaults.from_ranker(self.model.manifest.ranker)
         s = self.settings
-        reader = make_reader(s.online_store, s.feast_project, defaults.layout.user_dim, defaults.layout.item_dim)
+        reader = make_reader(s.online_store, s.feast_project, defaults.layout.user_dim, defaults.layout.item_dim,
+                             realtime=defaults.layout.realtime)
         self.online = OnlineFeatureHydrator(reader, defaults)
         await self.online.initialize()
 

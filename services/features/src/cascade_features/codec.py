@@ -138,3 +138,71 @@ def decode_float_lists(values: Sequence[bytes | None], dim: int, field: str) -> 
         out[i] = np.asarray(vec, dtype=np.float32)
         found[i] = True
     return out, found
+
+
+# -- scalar / string-list values (the real-time views) ---------------------------------------------
+_DOUBLE = struct.Struct("<d")
+_FLOAT = struct.Struct("<f")
+
+
+def _read_varint(buf: bytes, pos: int) -> tuple[int, int]:
+    result = shift = 0
+    while True:
+        b = buf[pos]
+        pos += 1
+        result |= (b & 0x7F) << shift
+        if not b & 0x80:
+            return result, pos
+        shift += 7
+
+
+def _signed64(n: int) -> int:
+    return n - (1 << 64) if n >= 1 << 63 else n
+
+
+def _string_list(buf: bytes) -> list[str]:
+    out, pos = [], 0
+    while pos < len(buf):
+        tag, pos = _read_varint(buf, pos)
+        if tag != 0x0A:  # StringList.val = 1, length-delimited
+            raise ValueError("not a StringList")
+        n, pos = _read_varint(buf, pos)
+        out.append(buf[pos : pos + n].decode("utf-8"))
+        pos += n
+    return out
+
+
+def decode_value(raw: bytes | None) -> Any:
+    """A serialized Feast ``ValueProto`` holding an int64/int32/double/float/string or a string list ->
+    the Python value (None for a missing or unset value). Other kinds go through Feast's parser."""
+    if not raw:
+        return None
+    try:
+        tag, pos = _read_varint(raw, 0)
+        field, wire = tag >> 3, tag & 7
+        if field in (3, 4) and wire == 0:  # int32_val, int64_val
+            v, pos = _read_varint(raw, pos)
+            value: Any = _signed64(v) if field == 4 else _signed64(v) & 0xFFFFFFFF
+            if field == 3 and value >= 1 << 31:
+                value -= 1 << 32
+        elif field == 5 and wire == 1:  # double_val
+            value, pos = _DOUBLE.unpack_from(raw, pos)[0], pos + 8
+        elif field == 6 and wire == 5:  # float_val
+            value, pos = _FLOAT.unpack_from(raw, pos)[0], pos + 4
+        elif field in (2, 12) and wire == 2:  # string_val, string_list_val
+            n, pos = _read_varint(raw, pos)
+            body = raw[pos : pos + n]
+            value = body.decode("utf-8") if field == 2 else _string_list(body)
+            pos += n
+        else:
+            raise ValueError("slow path")
+        if pos != len(raw):
+            raise ValueError("trailing bytes")
+        return value
+    except (ValueError, IndexError, struct.error, UnicodeDecodeError):
+        vp = _parse_value(raw)
+        kind = vp.WhichOneof("val")
+        if kind is None:
+            return None
+        v = getattr(vp, kind)
+        return list(v.val) if hasattr(v, "val") else v

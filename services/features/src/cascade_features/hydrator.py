@@ -4,19 +4,26 @@ The stage reads the user vector and every candidate's item vector through a fast
 :class:`~cascade_features.stores.OnlineReader`, substitutes the manifest defaults for rows the store
 does not hold, and builds the ranker's matrix with :meth:`FeatureLayout.assemble` (the same code
 training uses, so serving cannot skew from it).
+
+Layouts with real-time features: the reader also returns the stream worker's ``user_realtime`` /
+``item_realtime`` rows (same round trip) and :func:`realtime_vectors` turns them into the layout's
+real-time vectors at request time with the functions training uses
+(:func:`cascade_core.features.realtime_user_vector`, :func:`~cascade_core.features.realtime_item_matrix`).
+Missing rows are "no events" (zeros), as in training.
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
-from cascade_core.features import FeatureLayout
+from cascade_core.features import FeatureLayout, realtime_item_matrix, realtime_user_vector
 from cascade_core.registry import RankerSpec
 from cascade_core.stages import CandidateSet, Hydrator, Query
-from cascade_features.stores import FetchResult, OnlineReader
+from cascade_features.stores import FetchResult, OnlineReader, RealtimeRows
 
 FEATURES_COLUMN = "features"
 ITEM_MISSING_COLUMN = "item_features_missing"
@@ -56,14 +63,31 @@ class Assembled:
         return int(self.item_missing.sum())
 
 
-def assemble(defaults: FeatureDefaults, fetched: FetchResult, retrieval_scores: np.ndarray | None) -> Assembled:
-    """Fill missing rows with defaults and assemble ``[user | item | cross]`` rows, input order."""
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def realtime_vectors(layout: FeatureLayout, rows: RealtimeRows | None, at_ms: int
+                     ) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """(user real-time vector, item real-time matrix) at ``at_ms``; (None, None) = no events / no block."""
+    if not layout.realtime or rows is None:
+        return None, None
+    return (realtime_user_vector(layout, rows.user, at_ms),
+            realtime_item_matrix(layout, rows.item_trending, rows.item_last_ms, rows.item_found, at_ms))
+
+
+def assemble(defaults: FeatureDefaults, fetched: FetchResult, retrieval_scores: np.ndarray | None,
+             at_ms: int | None = None) -> Assembled:
+    """Fill missing rows with defaults and assemble ``[user | item | cross (| real-time)]`` rows, input order.
+
+    ``at_ms``: the time real-time features are evaluated at (default: now)."""
     user_vec = fetched.user_vec if fetched.user_found else defaults.user
     item_mat = fetched.item_mat
     missing = ~fetched.item_found
     if missing.any():
         item_mat = np.where(missing[:, None], defaults.item[None, :], item_mat).astype(np.float32, copy=False)
-    mat = defaults.layout.assemble(user_vec, item_mat, retrieval_scores)
+    user_rt, item_rt = realtime_vectors(defaults.layout, fetched.realtime, now_ms() if at_ms is None else at_ms)
+    mat = defaults.layout.assemble(user_vec, item_mat, retrieval_scores, user_rt=user_rt, item_rt=item_rt)
     return Assembled(mat, missing, not fetched.user_found)
 
 
@@ -82,11 +106,15 @@ class OnlineFeatureHydrator(Hydrator):
     inputs = (RETRIEVAL_SCORE_COLUMN,)
     outputs = (FEATURES_COLUMN, ITEM_MISSING_COLUMN)
 
-    def __init__(self, reader: OnlineReader, defaults: FeatureDefaults) -> None:
+    def __init__(self, reader: OnlineReader, defaults: FeatureDefaults,
+                 clock_ms: Callable[[], int] = now_ms) -> None:
         self.reader = reader
         self.defaults = defaults
+        self.clock_ms = clock_ms
         if (reader.user.dim, reader.item.dim) != (defaults.layout.user_dim, defaults.layout.item_dim):
             raise ValueError("reader vector lengths differ from the manifest layout")
+        if defaults.layout.realtime and not reader.realtime:
+            raise ValueError("the manifest layout has real-time features: build the reader with realtime=True")
 
     async def initialize(self) -> None:
         await self.reader.initialize()
@@ -109,7 +137,7 @@ class OnlineFeatureHydrator(Hydrator):
     async def assemble(self, user_id: str, item_ids: list[str], retrieval_scores: np.ndarray | None) -> Assembled:
         """The stage's work without the CandidateSet wrapping (the gRPC servicer calls this)."""
         fetched = await self.reader.fetch(user_id, item_ids)
-        return assemble(self.defaults, fetched, retrieval_scores)
+        return assemble(self.defaults, fetched, retrieval_scores, self.clock_ms())
 
     async def apply(self, query: Query, candidates: CandidateSet) -> dict[str, Any]:
         a = await self.assemble(query.user_id, candidates.item_ids, self._scores(candidates))

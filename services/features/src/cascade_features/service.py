@@ -105,14 +105,15 @@ class FeaturesApp(ServiceApp):
         reg = Registry(s.artifacts_dir)
         manifest = reg.manifest(s.model_version)
         defaults = FeatureDefaults.from_ranker(manifest.ranker)
-        reader = make_reader(s.online_store, s.feast_project, defaults.layout.user_dim, defaults.layout.item_dim)
+        reader = make_reader(s.online_store, s.feast_project, defaults.layout.user_dim, defaults.layout.item_dim,
+                             realtime=defaults.layout.realtime)
         hydrator = OnlineFeatureHydrator(reader, defaults)
         await hydrator.initialize()
         self.hydrator = hydrator
         self._servicer = FeatureServicer(hydrator, s)
         metrics.MODEL_INFO.labels("features", s.feature_service, manifest.version_id).set(1)
-        log.info("features ready: version %s, %d features, store %s",
-                 manifest.version_id, defaults.layout.dim, reader.describe())
+        log.info("features ready: version %s, %d features (real-time: %s), store %s",
+                 manifest.version_id, defaults.layout.dim, defaults.layout.realtime, reader.describe())
 
     def register(self, server: grpc.aio.Server) -> None:
         features_pb2_grpc.add_FeatureServiceServicer_to_server(_Lazy(self), server)

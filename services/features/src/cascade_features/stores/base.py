@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass
-from typing import ClassVar, Sequence
+from typing import Any, ClassVar, Sequence
 
 import numpy as np
 
-from cascade_features.codec import EntityKeyEncoder
+from cascade_core.features import RT_ITEM_INPUTS, RT_LAST_EVENT_MS, RT_TRENDING, RT_USER_INPUTS
+from cascade_features.codec import EntityKeyEncoder, decode_value
 from cascade_features.definitions import (
     ITEM_FEATURE,
     ITEM_JOIN_KEY,
@@ -27,6 +28,11 @@ from cascade_features.definitions import (
     USER_JOIN_KEY,
     USER_VIEW,
 )
+from cascade_features.stream_definitions import ITEM_REALTIME_VIEW, USER_REALTIME_VIEW
+
+# The real-time (stream worker) features a real-time layout needs, per view.
+USER_RT_FEATURES: tuple[str, ...] = RT_USER_INPUTS
+ITEM_RT_FEATURES: tuple[str, ...] = RT_ITEM_INPUTS
 
 
 @dataclass(frozen=True)
@@ -52,11 +58,42 @@ def item_view(dim: int) -> ViewSpec:
 
 
 @dataclass(slots=True)
+class RealtimeRows:
+    """Raw ``user_realtime`` / ``item_realtime`` values read with the vectors (real-time readers only)."""
+
+    user: dict[str, Any] | None  # USER_RT_FEATURES -> value; None when the user has no row (no events)
+    item_trending: np.ndarray  # float64 [n], input order; 0 when not found
+    item_last_ms: np.ndarray  # int64 [n]
+    item_found: np.ndarray  # bool [n]
+
+    @classmethod
+    def decode(cls, user_raw: dict[str, bytes | None], item_raw: list[dict[str, bytes | None]]) -> "RealtimeRows":
+        """From serialized ValueProtos: ``user_raw`` feature -> bytes, ``item_raw`` one dict per item."""
+        user = {f: decode_value(user_raw.get(f)) for f in USER_RT_FEATURES}
+        n = len(item_raw)
+        trending = np.zeros(n, np.float64)
+        last = np.zeros(n, np.int64)
+        found = np.zeros(n, dtype=bool)
+        for j, raw in enumerate(item_raw):
+            ts = decode_value(raw.get(RT_LAST_EVENT_MS))
+            if ts:
+                last[j] = int(ts)
+                trending[j] = float(decode_value(raw.get(RT_TRENDING)) or 0.0)
+                found[j] = True
+        return cls(user if user.get(RT_LAST_EVENT_MS) else None, trending, last, found)
+
+    def take(self, inverse: np.ndarray) -> "RealtimeRows":
+        return RealtimeRows(self.user, self.item_trending[inverse], self.item_last_ms[inverse],
+                            self.item_found[inverse])
+
+
+@dataclass(slots=True)
 class FetchResult:
     user_vec: np.ndarray  # float32 [user_dim]; zeros when not found
     user_found: bool
     item_mat: np.ndarray  # float32 [n, item_dim], input order; zero rows when not found
     item_found: np.ndarray  # bool [n]
+    realtime: RealtimeRows | None = None  # only from readers built with realtime=True
 
 
 class OnlineReader(abc.ABC):
@@ -64,10 +101,14 @@ class OnlineReader(abc.ABC):
 
     type: ClassVar[str]
 
-    def __init__(self, project: str, user: ViewSpec, item: ViewSpec) -> None:
+    def __init__(self, project: str, user: ViewSpec, item: ViewSpec, realtime: bool = False) -> None:
         self.project = project
         self.user = user
         self.item = item
+        # Also read the stream views (user_realtime, item_realtime) in the same round trip.
+        self.realtime = realtime
+        self.user_rt_view = USER_REALTIME_VIEW
+        self.item_rt_view = ITEM_REALTIME_VIEW
         self._user_keys = EntityKeyEncoder(user.join_key)
         self._item_keys = EntityKeyEncoder(item.join_key)
 
@@ -80,7 +121,8 @@ class OnlineReader(abc.ABC):
 
     @abc.abstractmethod
     async def fetch(self, user_id: str, item_ids: Sequence[str]) -> FetchResult:
-        """User vector + item matrix (input order, duplicates allowed) in one store round trip."""
+        """User vector + item matrix (input order, duplicates allowed) in one store round trip; with
+        ``realtime`` also the user's and items' real-time rows (``FetchResult.realtime``)."""
 
     def describe(self) -> str:
         return f"{self.type}[{self.project}]"
