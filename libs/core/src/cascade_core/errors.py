@@ -38,6 +38,13 @@ class UnavailableError(CascadeError):
     grpc_code_name = "UNAVAILABLE"
 
 
+class CircuitOpenError(UnavailableError):
+    """A circuit breaker failed the call fast: the dependency failed repeatedly and is cooling down.
+
+    An :class:`UnavailableError`, so fail-open stages serve their fallback at once.
+    """
+
+
 class ResourceExhaustedError(CascadeError):
     grpc_code_name = "RESOURCE_EXHAUSTED"
 

@@ -160,7 +160,9 @@ def _list(args: argparse.Namespace, prog: str) -> int:
 def _audit(args: argparse.Namespace) -> int:
     records = AuditLog(args.audit_log).records()[-args.last:]
     for r in records:
-        print(f"{r['ts']}  {r['actor']:<24} {r['action']:<15} {r['model']}:{r['version']:<24} {r['summary']}")
+        # the log also holds other admin actions (the router's experiment reloads): no model/version
+        what = f"{r['model']}:{r['version']}" if "model" in r else r.get("target", "")
+        print(f"{r['ts']}  {r['actor']:<24} {r['action']:<15} {what:<30} {r['summary']}")
     return EXIT_OK
 
 

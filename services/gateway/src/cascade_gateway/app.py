@@ -12,9 +12,10 @@ from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, FastAPI
 from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from cascade_gateway import events, ops, recommendations
-from cascade_gateway.errors import ApiError, api_error_handler, validation_error_handler
+from cascade_gateway.errors import ApiError, api_error_handler, http_error_handler, validation_error_handler
 from cascade_gateway.metrics import metrics_middleware
 from cascade_gateway.router_client import RouterClient
 from cascade_gateway.settings import GatewaySettings
@@ -42,6 +43,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     )
     app.add_exception_handler(ApiError, api_error_handler)
     app.add_exception_handler(RequestValidationError, validation_error_handler)
+    app.add_exception_handler(StarletteHTTPException, http_error_handler)
     app.middleware("http")(metrics_middleware)
     for r in ROUTERS:
         app.include_router(r)

@@ -95,8 +95,16 @@ def format_validation_errors(errors: Sequence[Any], content_type: str = "applica
     return "; ".join(parts) or "body: invalid request"
 
 
+MAX_MESSAGE_CHARS = 2000
+
+
 def error_response(err: ApiError) -> JSONResponse:
-    body = ErrorBody(error=ErrorDetail(code=err.code, message=err.message))
+    # Messages may quote the request (an unknown field's name): JSON bodies may carry lone surrogates
+    # (json.loads accepts them), which no UTF-8 response can hold; and a quote must stay bounded.
+    message = err.message.encode("utf-8", "backslashreplace").decode("utf-8")
+    if len(message) > MAX_MESSAGE_CHARS:
+        message = message[: MAX_MESSAGE_CHARS - 3] + "..."
+    body = ErrorBody(error=ErrorDetail(code=err.code, message=message))
     return JSONResponse(body.model_dump(), status_code=err.status, headers=err.headers)
 
 
@@ -109,3 +117,22 @@ async def validation_error_handler(request: Request, exc: Exception) -> JSONResp
     assert isinstance(exc, RequestValidationError)
     message = format_validation_errors(exc.errors(), request.headers.get("content-type", ""))
     return error_response(ApiError(400, "INVALID_ARGUMENT", message))
+
+
+# Starlette/FastAPI's own HTTP errors (a body FastAPI cannot parse, unknown path, wrong method) in the
+# same error body as every other answer.
+_HTTP_ERROR_CODES = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 404: "NOT_FOUND",
+                     405: "UNIMPLEMENTED", 413: "INVALID_ARGUMENT", 415: "INVALID_ARGUMENT",
+                     429: "RESOURCE_EXHAUSTED"}
+_UNPARSEABLE = "There was an error parsing the body"  # FastAPI: json.loads raised other than JSONDecodeError
+
+
+async def http_error_handler(request: Request, exc: Exception) -> JSONResponse:
+    from starlette.exceptions import HTTPException
+
+    assert isinstance(exc, HTTPException)
+    message = str(exc.detail)
+    if exc.status_code == 400 and message == _UNPARSEABLE:
+        message = "body: invalid JSON (nested too deeply, or a number past the 4300-digit limit)"
+    code = _HTTP_ERROR_CODES.get(exc.status_code, "INTERNAL" if exc.status_code >= 500 else "FAILED_PRECONDITION")
+    return error_response(ApiError(exc.status_code, code, message, dict(exc.headers or {})))

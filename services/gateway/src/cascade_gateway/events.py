@@ -79,6 +79,10 @@ def _parse_body(raw: bytes) -> list[Any]:
         doc = json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ApiError(400, "INVALID_ARGUMENT", f"body: invalid JSON ({e})") from None
+    except RecursionError:
+        raise ApiError(400, "INVALID_ARGUMENT", "body: invalid JSON (nested too deeply)") from None
+    except ValueError as e:  # integers past Python's digit limit
+        raise ApiError(400, "INVALID_ARGUMENT", f"body: invalid JSON ({e})") from None
     if not isinstance(doc, dict) or "events" not in doc:
         raise ApiError(400, "INVALID_ARGUMENT", 'body: expected a JSON object {"events": [...]}')
     extra = sorted(set(doc) - {"events"})

@@ -7,6 +7,8 @@ like ``numItems`` would otherwise be ignored). Value ranges are checked once, by
 
 from __future__ import annotations
 
+from typing import Any
+
 from cascade.router.v1 import router_pb2
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -25,6 +27,18 @@ class RecommendationRequest(BaseModel):
     context: dict[str, str] = Field(default_factory=dict, description="Free-form request context.")
     exclude_item_ids: list[str] = Field(default_factory=list, description="Items that must not be returned.")
     request_id: str = Field("", description="Optional correlation id; generated when empty.")
+
+    @field_validator("user_id", "request_id", "exclude_item_ids", "context")
+    @classmethod
+    def _unicode_text(cls, v: Any) -> Any:
+        # JSON may carry lone surrogates ("\\ud800"): not Unicode text, and protobuf refuses them
+        strings = v if isinstance(v, list) else [*v, *v.values()] if isinstance(v, dict) else [v]
+        for s in strings:
+            try:
+                s.encode("utf-8")
+            except UnicodeEncodeError:
+                raise ValueError("contains a lone surrogate (not valid Unicode text)") from None
+        return v
 
     @field_validator("context")
     @classmethod

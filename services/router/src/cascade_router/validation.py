@@ -82,6 +82,8 @@ def _request_id(rid: str, fallback: str) -> str:
         )
     if rid and not rid.isprintable():
         raise InvalidArgumentError("request_id", "must contain printable characters only")
+    if not rid.isascii():  # it travels on as the x-request-id header: gRPC metadata values are ASCII
+        raise InvalidArgumentError("request_id", "must be ASCII (it is propagated as the x-request-id header)")
     return rid or fallback or uuid.uuid4().hex
 
 

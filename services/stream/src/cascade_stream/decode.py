@@ -98,6 +98,8 @@ def decode_by_item(value: bytes | None) -> list[tuple[Event, int]]:
         return out
     except (ValueError, TypeError) as e:
         raise InvalidEvent(f"payload: not a {BY_ITEM_FORMAT} message ({e})") from None
+    except RecursionError:
+        raise InvalidEvent(f"payload: not a {BY_ITEM_FORMAT} message (JSON nested too deeply)") from None
 
 
 def decode_record(record: Any, rules: Rules, by_item: bool) -> list[tuple[Event, int]]:

@@ -29,6 +29,7 @@ MAX_CONTEXT_VALUE_LEN = 1024
 MIN_TS_MS = 946_684_800_000
 MAX_TS_MS = 4_102_444_800_000
 _CONTROL_RE = re.compile(r"[\x00-\x1f]")
+_PLAIN_NAME_RE = re.compile(r"[A-Za-z0-9_.\-]{1,80}")
 UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 RFC3339_RE = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$")
 
@@ -45,13 +46,41 @@ assert tuple(t.value for t in EventType) == EVENT_TYPES, "event types must match
 TYPE_INDEX: dict[str, int] = {t: i for i, t in enumerate(EVENT_TYPES)}
 
 
+MAX_REASON_CHARS = 1000
+# The fields a rejection may name (DLQ header x-dlq-field, metric label): a bounded set, whatever the input.
+REASON_FIELDS = frozenset(
+    {"payload", "key", "event_id", "event_type", "user_id", "item_id", "timestamp", "request_id", "context"}
+)
+
+
+def _clean_text(s: str) -> str:
+    """``s`` as valid UTF-8 text (lone surrogates escaped), at most ``MAX_REASON_CHARS``."""
+    s = s.encode("utf-8", "backslashreplace").decode("utf-8")
+    return s if len(s) <= MAX_REASON_CHARS else s[: MAX_REASON_CHARS - 3] + "..."
+
+
 class InvalidEvent(ValueError):
-    """An event that breaks the contract; ``reason`` is ``"<field>: <problem>"``."""
+    """An event that breaks the contract; ``reason`` is ``"<field>: <problem>"``.
+
+    ``reason`` is always encodable UTF-8 of bounded length and ``field`` one of
+    :data:`REASON_FIELDS`: both go into Kafka headers and ``field`` into a metric label, so input
+    bytes (an unknown 60 KiB key, a lone surrogate) must never reach them verbatim.
+    """
 
     def __init__(self, reason: str, field: str = "payload") -> None:
+        reason = _clean_text(reason)
         super().__init__(reason)
         self.reason = reason
-        self.field = field
+        self.field = field if field in REASON_FIELDS else "payload"
+
+
+def _is_unicode(s: str) -> bool:
+    """False for strings with lone surrogates (JSON ``"\\ud800"``): not Unicode text, not UTF-8-encodable."""
+    try:
+        s.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _check_id(v: Any, field: str) -> str:
@@ -63,6 +92,8 @@ def _check_id(v: Any, field: str) -> str:
         raise ValueError(f"longer than {MAX_ID_LEN} characters")
     if _CONTROL_RE.search(v):
         raise ValueError("contains control characters")
+    if not _is_unicode(v):
+        raise ValueError("contains a lone surrogate (not valid Unicode text)")
     return v
 
 
@@ -150,9 +181,11 @@ class UserEvent(BaseModel):
             raise ValueError(f"has {len(v)} entries, at most {MAX_CONTEXT_ENTRIES} allowed")
         for k, val in v.items():
             if not isinstance(val, str):
-                raise ValueError(f"value of {k!r} must be a string, got {type(val).__name__}")
+                raise ValueError(f"value of {k[:80]!r} must be a string, got {type(val).__name__}")
             if len(val) > MAX_CONTEXT_VALUE_LEN:
-                raise ValueError(f"value of {k!r} is longer than {MAX_CONTEXT_VALUE_LEN} characters")
+                raise ValueError(f"value of {k[:80]!r} is longer than {MAX_CONTEXT_VALUE_LEN} characters")
+            if not (_is_unicode(k) and _is_unicode(val)):
+                raise ValueError(f"entry {k[:80]!r} contains a lone surrogate (not valid Unicode text)")
         return v
 
     @property
@@ -180,6 +213,8 @@ def _reason(e: ValidationError) -> InvalidEvent:
         msg = str(err.get("msg", "invalid value")).removeprefix("Value error, ")
     if len(loc) > 1:
         field = ".".join(loc)
+    if field not in REASON_FIELDS:  # an unknown key or a context entry: input text, shown bounded
+        field = field if _PLAIN_NAME_RE.fullmatch(field) else repr(field[:80])
     return InvalidEvent(f"{field}: {msg}", loc[0] if loc else "payload")
 
 
@@ -199,13 +234,23 @@ def parse_event(raw: bytes | None, max_bytes: int = MAX_EVENT_BYTES) -> UserEven
         raise InvalidEvent("payload: empty message (null value)")
     if len(raw) > max_bytes:
         raise InvalidEvent(f"payload: {len(raw)} bytes exceeds the {max_bytes}-byte limit")
+    return validate_event(loads_json(raw, "payload"))
+
+
+def loads_json(raw: bytes | str, field: str) -> Any:
+    """``json.loads`` whose every failure is an :class:`InvalidEvent` naming ``field``: also nesting
+    deeper than the recursion limit and integers past Python's digit limit, which ``json`` reports
+    with ``RecursionError`` and a plain ``ValueError``."""
     try:
-        doc = json.loads(raw)
+        return json.loads(raw)
     except UnicodeDecodeError as e:
-        raise InvalidEvent(f"payload: not UTF-8 ({e.reason} at byte {e.start})") from None
+        raise InvalidEvent(f"{field}: not UTF-8 ({e.reason} at byte {e.start})") from None
     except json.JSONDecodeError as e:
-        raise InvalidEvent(f"payload: invalid JSON ({e.msg} at line {e.lineno} column {e.colno})") from None
-    return validate_event(doc)
+        raise InvalidEvent(f"{field}: invalid JSON ({e.msg} at line {e.lineno} column {e.colno})") from None
+    except RecursionError:
+        raise InvalidEvent(f"{field}: invalid JSON (nested too deeply)") from None
+    except ValueError as e:  # e.g. "Exceeds the limit (4300 digits) for integer string conversion"
+        raise InvalidEvent(f"{field}: invalid JSON ({e})") from None
 
 
 def check_event_time(event: UserEvent, ingest_ms: int, max_lateness_ms: int, max_future_ms: int) -> None:
