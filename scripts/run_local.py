@@ -73,7 +73,7 @@ def kafka_bootstrap() -> str:
 
 
 def start_streaming(logs: Path, procs: list) -> None:
-    """The Tansu Kafka-protocol broker (topics created) and the stream feature worker."""
+    """The Tansu Kafka-protocol broker (topics created), the stream feature worker and attribution."""
     from cascade_stream.broker import ensure_topics, wait_for_broker
     from cascade_stream.settings import KafkaConfig, TopicConfig
 
@@ -97,6 +97,15 @@ def start_streaming(logs: Path, procs: list) -> None:
     print(f"starting {'stream':<10} worker (metrics :{mport}; log: {worker.log_path})", flush=True)
     wait_http(f"http://127.0.0.1:{mport}/metrics", worker)
     print(f"  {'stream':<10} RUNNING", flush=True)
+    # Online click attribution (exposures x user-events -> cascade_recommend_clicks_total & co.)
+    aport = _port("ATTRIBUTION_METRICS_PORT", 9106)
+    attribution = ServiceProcess("attribution", "cascade_stream.attribution", 0, env={
+        "CASCADE_KAFKA__BOOTSTRAP_SERVERS": kafka_bootstrap(), "CASCADE_METRICS_PORT": str(aport),
+    }, log_path=logs / "attribution.log")
+    procs.append(attribution.start())
+    print(f"starting {'attribution':<10} (metrics :{aport}; log: {attribution.log_path})", flush=True)
+    wait_http(f"http://127.0.0.1:{aport}/metrics", attribution)
+    print(f"  {'attribution':<10} RUNNING", flush=True)
 
 
 def triton_enabled() -> bool:

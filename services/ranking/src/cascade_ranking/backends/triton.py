@@ -19,7 +19,11 @@ plans (``scripts/triton/build_trt_plan.sh``) by the repository generator only.
 
 Triton's dynamic batcher merges concurrent requests; requests larger than ``max_batch_size`` rows
 are split here. Inference is a pure function, so UNAVAILABLE is retried (bounded, full jitter)
-within the request deadline; nothing else is retried.
+within the request deadline (the propagated one when shorter than ``timeout_s``); nothing else is
+retried. Inference goes through a circuit breaker (``cascade_platform.breaker``, target ``triton``):
+while Triton keeps failing, ``score`` fails at once with ``CircuitOpenError`` (an ``UnavailableError``:
+the router serves retrieval order) instead of waiting for a deadline. Model control (load/unload) is
+not behind the breaker: it has its own long deadline and runs off the request path.
 """
 
 from __future__ import annotations
@@ -49,6 +53,8 @@ from cascade_core.errors import (
     UnavailableError,
 )
 from cascade_core.registry import VERSION_RE
+from cascade_platform.breaker import CircuitBreaker
+from cascade_platform.context import remaining_s
 from cascade_ranking.backends.base import RankerBackend, TritonConfig
 
 log = logging.getLogger("cascade.ranking.triton")
@@ -266,6 +272,14 @@ class TritonBackend(RankerBackend):
         self._client: grpcclient.InferenceServerClient | None = None
         self._models: dict[tuple[str, str], _Loaded] = {}
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+        self._breaker: CircuitBreaker | None = None
+
+    @property
+    def breaker(self) -> CircuitBreaker:
+        """The breaker around inference calls (created on first use: no settings I/O in ``__init__``)."""
+        if self._breaker is None:
+            self._breaker = CircuitBreaker("ranking", "triton")
+        return self._breaker
 
     @property
     def client(self) -> grpcclient.InferenceServerClient:
@@ -289,21 +303,46 @@ class TritonBackend(RankerBackend):
                 raise UnavailableError(f"Triton at {self.config.url} is not ready: {last}")
             await asyncio.sleep(min(0.2, max(0.0, deadline - loop.time())))
 
-    async def _retrying(self, call: Callable[[float], Awaitable[T]], budget_s: float, what: str) -> T:
-        """Run ``call(remaining_s)``; retry UNAVAILABLE (bounded, full jitter) while budget remains."""
+    async def _retrying(
+        self,
+        call: Callable[[float], Awaitable[T]],
+        budget_s: float,
+        what: str,
+        breaker: CircuitBreaker | None = None,
+    ) -> T:
+        """Run ``call(remaining_s)``; retry UNAVAILABLE (bounded, full jitter) while budget remains.
+
+        With a ``breaker`` every attempt asks it first (an open circuit raises ``CircuitOpenError``)
+        and reports its outcome: Triton errors mapped to ``UnavailableError`` count as failures.
+        """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + budget_s
         for attempt in range(self.config.retries + 1):
             remaining = deadline - loop.time()
             if remaining <= 0:
                 break
+            probe = breaker.before_call() if breaker is not None else False
             try:
-                return await call(remaining)
+                out = await call(remaining)
             except InferenceServerException as e:
+                err = map_error(e, what)
+                if breaker is not None:
+                    if isinstance(err, UnavailableError):
+                        breaker.on_failure(probe)
+                    else:
+                        breaker.on_success(probe)  # Triton answered: it is up
                 if _status(e) != "UNAVAILABLE" or attempt == self.config.retries:
-                    raise map_error(e, what) from None
-                pause = random.uniform(0, self.config.retry_backoff_s * 2**attempt)
+                    raise err from None
+                pause = self.config.retry_backoff_s * 2**attempt * random.random()
                 await asyncio.sleep(min(pause, max(0.0, deadline - loop.time())))
+                continue
+            except BaseException:
+                if breaker is not None:
+                    breaker.on_ignored(probe)
+                raise
+            if breaker is not None:
+                breaker.on_success(probe)
+            return out
         raise UnavailableError(f"{what}: Triton did not answer within {budget_s:.3g}s")
 
     async def load(self, model: str, version: str, onnx_path: pathlib.Path) -> None:
@@ -375,8 +414,14 @@ class TritonBackend(RankerBackend):
             r = await self.client.infer(m.triton_name, [inp], outputs=outputs, client_timeout=remaining)
             return np.asarray(r.as_numpy(m.spec.output_name), dtype=np.float32).reshape(-1)
 
+        budget = self.config.timeout_s
+        left = remaining_s()  # the caller's deadline, propagated through the ranking RPC
+        if left is not None:
+            budget = min(budget, left)
+        if budget <= 0:
+            raise UnavailableError(f"score {m.triton_name}: no time left in the request deadline")
         try:
-            out = await self._retrying(call, self.config.timeout_s, f"score {m.triton_name}")
+            out = await self._retrying(call, budget, f"score {m.triton_name}", self.breaker)
         except NotFoundError:
             # We loaded it, Triton lost it (restarted or unloaded behind our back): reload in the
             # background and report the dependency as not warm instead of "unknown model".

@@ -31,12 +31,14 @@ class Downstream:
         stub_factory: Callable[[grpc.aio.Channel], Any],
         method: str,
         timeout_s: float,
+        idempotent: bool = False,
     ) -> None:
         self.target = target
         self.target_name = target_name
         self._stub_factory = stub_factory
         self._method = method
         self.timeout_s = timeout_s
+        self.idempotent = idempotent  # retried on UNAVAILABLE (cascade_platform.client.Caller)
         self._channel: grpc.aio.Channel | None = None
         self._caller: Caller | None = None
         self._last_log = float("-inf")
@@ -50,7 +52,9 @@ class Downstream:
         # request does not pay for the TCP/HTTP2 handshake inside its deadline.
         self._channel.get_state(try_to_connect=True)
         stub = self._stub_factory(self._channel)
-        self._caller = Caller("router", self.target_name, getattr(stub, self._method), self.timeout_s)
+        self._caller = Caller(
+            "router", self.target_name, getattr(stub, self._method), self.timeout_s, idempotent=self.idempotent
+        )
 
     async def close(self) -> None:
         if self._channel is not None:

@@ -48,6 +48,7 @@ class FeatureHydrator(Hydrator):
             stub_factory=features_pb2_grpc.FeatureServiceStub,
             method="GetFeatures",
             timeout_s=timeout_s,
+            idempotent=True,  # a read: safe to retry when the connection was refused
         )
         self._names: list[str] = []
 

@@ -44,6 +44,7 @@ class RankingScorer(Scorer):
             stub_factory=ranking_pb2_grpc.RankingServiceStub,
             method="Rank",
             timeout_s=timeout_s,
+            idempotent=True,  # a read: safe to retry when the connection was refused
         )
         self._names: list[str] = []
         self._model_name = ""

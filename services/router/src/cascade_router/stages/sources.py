@@ -54,6 +54,7 @@ class RetrievalSource(Source):
             stub_factory=retrieval_pb2_grpc.RetrievalServiceStub,
             method="Retrieve",
             timeout_s=timeout_s,
+            idempotent=True,  # a read: safe to retry when the connection was refused
         )
 
     async def initialize(self) -> None:
