@@ -47,6 +47,7 @@ from cascade_stream.decode import (
     encode_by_item,
 )
 from cascade_stream.features import UNKNOWN_CATEGORY, EntityState, Event, Kind, entity_of
+from cascade_stream.producer import close_quietly, producer_is_broken
 from cascade_stream.replay import PartitionRebuild, rebuild
 from cascade_stream.settings import KafkaConfig, TopicConfig
 from cascade_stream.writer import FeatureRow, FeatureWriter
@@ -96,6 +97,7 @@ class Batch:
     dirty: dict[tuple[int, str], EntityState] = field(default_factory=dict)
     fresh: list[Event] = field(default_factory=list)  # events whose effect this batch writes
     futures: list[Any] = field(default_factory=list)
+    unsent: bool = False  # publishing failed part-way: _flush re-publishes everything
     offsets: dict[int, int] = field(default_factory=dict)  # partition -> next offset
     outcomes: dict[str, int] = field(default_factory=dict)  # result -> events, counted once committed
 
@@ -262,7 +264,7 @@ class StreamPipeline:
         for step, fn in (
             ("decode", self._decode),
             ("aggregate", self._aggregate),
-            ("publish", self._publish),
+            ("publish", self._publish_step),
             ("write", self._write),
             ("flush", self._flush),
             ("commit", self._commit),
@@ -310,6 +312,25 @@ class StreamPipeline:
             "stale": stale,
             "dlq": len(batch.rejected),
         }
+
+    def _publish_step(self, batch: Batch) -> None:
+        try:
+            self._publish(batch)
+        except RETRYABLE as e:  # the producer is broken or the broker gone: _flush retries it all
+            log.warning("pipeline %s publish failed, retried before the commit: %s", self.role.name, e)
+            batch.unsent = True
+
+    def _renew_producer(self) -> None:
+        """Replace a producer kafka-python left in a fatal state (e.g. ``InitProducerIdResponse:
+        UnknownError`` after a broker restart lost its producer ids): it never sends again."""
+        from kafka import KafkaProducer
+
+        old = self.producer
+        if not producer_is_broken(old):
+            return
+        log.warning("pipeline %s: Kafka producer in a fatal state, re-creating it", self.role.name)
+        close_quietly(old)
+        self.producer = KafkaProducer(**self.kafka.producer())  # KafkaError when no broker: retried
 
     def _publish(self, batch: Batch) -> None:
         for r, err in batch.rejected:
@@ -378,19 +399,23 @@ class StreamPipeline:
             hist.observe(max(0.0, done - e.ts / 1000))
 
     def _flush(self, batch: Batch) -> None:
-        if not batch.futures:
+        if not batch.futures and not batch.unsent:
             return
 
         def wait() -> None:
+            if batch.unsent:
+                # unacknowledged sends are re-queued: dead letters and forwards may then appear
+                # twice, which the item pipeline's event_id de-duplication absorbs
+                self._renew_producer()
+                batch.futures = []
+                self._publish(batch)
+                batch.unsent = False
             self.producer.flush(timeout=self.kafka.send_timeout_s)
             for f in batch.futures:
                 f.get(timeout=self.kafka.send_timeout_s)
 
         def resend() -> None:
-            # unacknowledged sends are re-queued: dead letters and forwards may then appear twice,
-            # which the item pipeline's event_id de-duplication absorbs
-            batch.futures = []
-            self._publish(batch)
+            batch.unsent = True
 
         self._retry(wait, "publish dead letters / forwarded events", resend)
 
