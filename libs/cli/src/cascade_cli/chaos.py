@@ -654,6 +654,13 @@ async def chaos(args: argparse.Namespace) -> int:
             "duplicated": dup, "resent_batches": producer.rejected, "unplanned_restarts": crashes,
             "broker_storage": stack.broker.storage_engine,
         }, indent=2))
+        storage = stack.broker.storage_engine
+        if storage.startswith("memory://") and any(ph.name == "broker" for ph in phases):
+            print(f"note: broker storage {storage}: a broker restart wipes every topic, record and "
+                  "committed offset (local in-memory broker); the worker keeps its in-memory window "
+                  "state and consumes the new log from its start, so only an event acknowledged but not "
+                  "yet consumed at the instant of the kill can be lost (counted in lost=); see "
+                  "docs/resilience.md")
         print(f"{SUMMARY_PREFIX} requests={len(res)} failed={failed} degraded={degraded} "
               f"events_produced={len(producer.acked)} lost={lost} duplicated={dup}", flush=True)
         bad_phase = any(p.error for p in phases)

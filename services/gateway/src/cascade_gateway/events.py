@@ -10,7 +10,11 @@ the stream worker de-duplicates).
 
 Kafka settings come from the environment (``CASCADE_KAFKA__BOOTSTRAP_SERVERS`` ...,
 ``cascade_stream.settings.KafkaSettings``). The producer is opened on the first request (or by
-:func:`open_producer` in the app's lifespan) and closed by :func:`close_producer`.
+:func:`open_producer` in the app's lifespan) and closed by :func:`close_producer`. A producer that
+kafka-python leaves in a fatal state (e.g. ``InitProducerIdResponse: UnknownError`` after a broker
+restart) is closed and re-created inside :class:`~cascade_stream.producer.EventProducer` with backoff;
+the batches that failed meanwhile are answered 503 (``ProducerUnavailable`` is a ``KafkaError``), never
+202, and their re-sends are de-duplicated by the worker's ``event_id`` check.
 """
 
 from __future__ import annotations

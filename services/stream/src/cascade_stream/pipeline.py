@@ -130,6 +130,8 @@ class StreamPipeline:
         self.states: dict[int, dict[str, EntityState]] = {}  # partition -> entity -> state (ready ones)
         self.next_offsets: dict[int, int] = {}
         self._rebuilding: dict[int, int] = {}  # partition -> generation of the rebuild in flight
+        # partition -> (state, offset we committed last), kept from a revocation in case it comes back
+        self._held: dict[int, tuple[dict[str, EntityState], int | None]] = {}
         self._generation = 0
         self._rebuilds: list[tuple[int, Future]] = []
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"rebuild-{role.name}")
@@ -185,8 +187,10 @@ class StreamPipeline:
     # -- assignment ----------------------------------------------------------------------------------
     def on_revoked(self, partitions: list[int]) -> None:
         for p in partitions:
-            self.states.pop(p, None)
-            self.next_offsets.pop(p, None)
+            st = self.states.pop(p, None)
+            committed = self.next_offsets.pop(p, None)
+            if st is not None:
+                self._held[p] = (st, committed)
             self._rebuilding.pop(p, None)
             m.LAG.labels(self.role.name, str(p)).set(0)
         self._publish_assignment()
@@ -202,6 +206,8 @@ class StreamPipeline:
         gen = self._generation
         for p in todo:
             self._rebuilding[p] = gen
+        held = {p: self._held.pop(p) for p in todo if p in self._held}
+        self._held.clear()  # partitions not handed back: another member owns them now
         fut = self._executor.submit(
             rebuild,
             self.kafka,
@@ -213,6 +219,7 @@ class StreamPipeline:
             self.role.by_item,
             self.catalog,
             self._cancel,
+            resume=held,
         )
         self._rebuilds.append((gen, fut))
         self._publish_assignment()

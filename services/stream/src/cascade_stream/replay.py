@@ -15,6 +15,15 @@ of their ingestion (the worker dead-letters the rest). So events ingested before
 ``offsets_for_times`` answer for that time and skips older messages it still meets. An answer Kafka
 cannot give (or Tansu answers approximately, see ``cascade_stream.broker``) starts at the beginning:
 reading more than needed is safe.
+
+Keeping state across a re-assignment (``resume``): a rebalance that hands a partition back to the same
+process (a broker restart makes every member rejoin) does not need a replay when the process still
+holds that partition's state. It is reused when the group's committed offset is the one this process
+committed last (nobody else advanced it), and also when the group has *no* committed offset any more:
+the broker lost its log and offsets (Tansu with ``memory://`` storage after a restart). Then the
+in-memory state is the only record of the lost log, and the worker consumes the new log from its
+start; redelivered events are dropped by the per-entity ``event_id`` de-duplication. Replaying the
+(empty) new log instead would overwrite every entity's counts with post-restart counts only.
 """
 
 from __future__ import annotations
@@ -74,8 +83,12 @@ def rebuild(
     catalog: Mapping[str, str] | None = None,
     cancel: threading.Event | None = None,
     timeout_s: float = 600.0,
+    resume: Mapping[int, tuple[dict[str, EntityState], int | None]] | None = None,
 ) -> list[PartitionRebuild]:
-    """Window state of ``partitions`` as of the group's committed offsets (see module docstring)."""
+    """Window state of ``partitions`` as of the group's committed offsets (see module docstring).
+
+    ``resume``: partition -> (state, offset this process committed last) held from before a revocation.
+    """
     from kafka import KafkaConsumer, TopicPartition
 
     cat = catalog or {}
@@ -86,6 +99,17 @@ def rebuild(
             t0 = time.perf_counter()
             tp = TopicPartition(topic, p)
             committed = consumer.committed(tp)
+            held = (resume or {}).get(p)
+            if held is not None and (committed is None or committed == held[1]):
+                # same owner again (or the broker lost the group's offsets): keep what we hold
+                out.append(PartitionRebuild(p, committed, committed, states=held[0]))
+                if committed is None and held[1]:
+                    log.warning(
+                        "%s[%d]: the group's committed offset is gone (was %d): the broker lost its log; "
+                        "keeping the in-memory state of %d entities and consuming the new log from its start",
+                        topic, p, held[1], len(held[0]),
+                    )
+                continue
             res = PartitionRebuild(p, committed, None)
             out.append(res)
             if not committed:
