@@ -41,6 +41,20 @@ class RankerConfig:
     seed: int = 0
 
 
+# A feature whose training spread is below this is standardised as if its spread were this: a column that
+# is almost always 0 in training (e.g. a rare category's share of a user's recent events) must not turn a
+# serving-time value of 1 into z = 1/std ~ 10^2..10^6, which extrapolates far outside anything the MLP saw
+# (and overflows FP16). Constant columns (no spread at all) carried no signal: their z is 0.
+MIN_STD = 0.1
+CONSTANT_STD = 1e-6
+
+
+def standardisation_scale(std: np.ndarray) -> np.ndarray:
+    """``inv_std`` per column: ``1 / max(std, MIN_STD)``, and 0 for columns constant in training."""
+    std = np.asarray(std, dtype=np.float64)
+    return np.where(std < CONSTANT_STD, 0.0, 1.0 / np.maximum(std, MIN_STD)).astype(np.float32)
+
+
 class RankerMLP(nn.Module):
     mean: torch.Tensor  # buffers: training standardisation, baked into the ONNX graph
     inv_std: torch.Tensor
@@ -49,7 +63,7 @@ class RankerMLP(nn.Module):
                  mean: np.ndarray, std: np.ndarray, wide: bool = True) -> None:
         super().__init__()
         self.register_buffer("mean", torch.as_tensor(mean, dtype=torch.float32))
-        self.register_buffer("inv_std", torch.as_tensor(1.0 / np.maximum(std, 1e-6), dtype=torch.float32))
+        self.register_buffer("inv_std", torch.as_tensor(standardisation_scale(std), dtype=torch.float32))
         layers: list[nn.Module] = []
         d = n_features
         for h in hidden:
