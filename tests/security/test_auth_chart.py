@@ -85,3 +85,18 @@ def test_defaults_keep_everything_but_shedding_off() -> None:
     assert "CASCADE_SHEDDING__HARD_LIMIT" in router
     for w in ws.values():
         assert not any(k.startswith(("CASCADE_TLS__", "CASCADE_CLIENT_TLS__", "CASCADE_INTERNAL_AUTH__")) for k in env(w))
+
+
+def test_batch_predict_with_internal_security_is_refused_at_render_time() -> None:
+    """The batch-predict job has no service token / mTLS client certs: the chart refuses the combination
+    instead of rendering a job whose every call would be UNAUTHENTICATED."""
+    helm = str(HELM) if HELM.exists() else shutil.which("helm")
+    if helm is None:
+        pytest.skip("helm not installed (make deploy-tools)")
+    cmd = [helm, "template", "cascade", str(REPO / "charts/cascade"),
+           "-f", str(REPO / "charts/cascade/ci/security-values.yaml"),
+           "-f", str(REPO / "charts/cascade/ci/pipelines-values.yaml")]
+    for api in APIS:
+        cmd += ["--api-versions", api]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert out.returncode != 0 and "pipelines.batchPredict.enabled" in out.stderr, out.stderr[-2000:]

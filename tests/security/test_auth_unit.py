@@ -112,6 +112,55 @@ def test_api_key_authenticator_headers_errors_and_rotation(tmp_path: Path) -> No
     assert run(a.authenticate({"x-api-key": new})) == "storefront"
 
 
+def test_wrong_secrets_for_a_known_key_id_are_limited_and_never_evict_a_good_key(tmp_path: Path) -> None:
+    good = new_api_key()
+    keys = tmp_path / "keys.yaml"
+    keys.write_text(f"clients:\n  storefront: {json.dumps(hash_api_key(good))}\n")
+    a = ApiKeyAuthenticator(keys, poll_s=60)
+    a.CACHE = 1  # one cached key: any cached miss would evict it
+    a.MISS_RATE_PER_S = 0.0  # no refill while the test runs (each scrypt takes a while here)
+    assert run(a.authenticate({"x-api-key": good})) == "storefront"
+    key_id = good.split("_")[1]
+    hashed = []
+    real_verify = KeyTable.verify
+
+    def counting_verify(self, key):  # noqa: ANN001
+        hashed.append(key)
+        return real_verify(self, key)
+
+    KeyTable.verify = counting_verify
+    try:
+        for i in range(int(a.MISS_BURST) + 5):
+            with pytest.raises(AuthFailure, match="unknown API key"):
+                run(a.authenticate({"x-api-key": f"cas_{key_id}_wrong-secret-guess-{i:06d}"}))
+        assert len(hashed) == int(a.MISS_BURST)  # beyond the burst: refused without hashing
+        assert run(a.authenticate({"x-api-key": good})) == "storefront"  # still cached: no eviction
+        assert len(hashed) == int(a.MISS_BURST)
+    finally:
+        KeyTable.verify = real_verify
+
+
+def test_a_key_revoked_while_its_slow_check_runs_is_not_cached(tmp_path: Path) -> None:
+    key = new_api_key()
+    keys = tmp_path / "keys.yaml"
+    keys.write_text(f"clients:\n  storefront: {json.dumps(hash_api_key(key))}\n")
+    a = ApiKeyAuthenticator(keys, poll_s=0.0)
+    real_verify = KeyTable.verify
+
+    def verify_then_revoke(self, k):  # noqa: ANN001 - the reload lands while scrypt runs
+        out = real_verify(self, k)
+        bump(keys, "clients:\n  other: " + json.dumps(hash_api_key(new_api_key(), "sha256")) + "\n")
+        return out
+
+    KeyTable.verify = verify_then_revoke
+    try:
+        assert run(a.authenticate({"x-api-key": key})) == "storefront"  # it was valid when checked
+    finally:
+        KeyTable.verify = real_verify
+    with pytest.raises(AuthFailure, match="unknown API key"):
+        run(a.authenticate({"x-api-key": key}))  # not served from a cache entry of the old file
+
+
 def test_auth_config_validates_mode_requirements(tmp_path: Path) -> None:
     assert AuthConfig().mode == "none"
     with pytest.raises(ValidationError, match="api_keys_file"):

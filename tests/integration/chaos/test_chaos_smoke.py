@@ -37,5 +37,4 @@ def test_quick_chaos_run(tmp_path):
     assert r.returncode == 0, f"chaos run failed (exit {r.returncode}):\n{r.stdout[-4000:]}"
     assert requests > 0 and produced > 0
     assert lost == 0 and duplicated == 0
-    assert failed <= requests and degraded <= requests
     assert degraded > 0  # ranking was down for a while: those answers were degraded, not failed

@@ -293,3 +293,27 @@ async def test_no_time_left_is_not_a_breaker_failure():
     finally:
         deadline_var.reset(tok)
     assert c.breaker.state is State.CLOSED and m.timeouts == []
+
+
+async def test_deadline_the_caller_cut_short_does_not_open_the_breaker():
+    """A client sending tiny deadlines makes every downstream call time out: not the target's fault."""
+    import time as _time
+
+    m = Script(*[grpc.StatusCode.DEADLINE_EXCEEDED] * 5)
+    c = caller(m, idempotent=False, failure_threshold=1)  # default timeout 5 s
+    tok = deadline_var.set(_time.monotonic() + 0.5)  # 0.5 s left: cut below half of 5 s
+    try:
+        for _ in range(5):
+            with pytest.raises(UnavailableError):
+                await c("req")
+    finally:
+        deadline_var.reset(tok)
+    assert c.breaker.state is State.CLOSED
+
+
+async def test_deadline_exceeded_with_the_full_timeout_counts_against_the_target():
+    m = Script(grpc.StatusCode.DEADLINE_EXCEEDED)
+    c = caller(m, idempotent=False, failure_threshold=1)
+    with pytest.raises(UnavailableError):
+        await c("req")  # no propagated deadline: the call had its own 5 s
+    assert c.breaker.state is State.OPEN

@@ -247,3 +247,25 @@ def test_settings_from_env(monkeypatch):
     monkeypatch.setenv("CASCADE_WINDOW_S", "0")
     with pytest.raises(ValueError):
         AttributionSettings()
+
+
+def test_malformed_exposure_and_event_records_never_stop_the_process():
+    """Nested-too-deep JSON raises RecursionError (not ValueError) in json.loads: it must be skipped,
+    not escape process() (which would crash-loop the consumer on the same record)."""
+    from types import SimpleNamespace
+
+    from cascade_stream.attribution import AttributionProcess
+    from kafka import TopicPartition
+
+    a, sink, _ = make()
+    proc = AttributionProcess(AttributionSettings(), attributor=a)
+    deep = b"[" * 100_000 + b"]" * 100_000
+    ex_tp = TopicPartition(proc.s.exposures_topic, 0)
+    ev_tp = TopicPartition(proc.s.topics.events, 0)
+    records = {
+        ex_tp: [SimpleNamespace(value=deep, offset=0), SimpleNamespace(value=b"\xff\xfe", offset=1)],
+        ev_tp: [SimpleNamespace(value=deep, offset=0)],
+    }
+    proc.process(records)
+    assert sink.counts[("exposure", "invalid")] == 2
+    assert proc._done[ex_tp] == 2 and proc._done[ev_tp] == 1  # consumed past them: no crash loop

@@ -43,6 +43,7 @@ import sys
 import threading
 import time
 from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, Generic, Literal, TypeVar
@@ -304,10 +305,11 @@ class KeyTable:
 
     def verify(self, key: str) -> str | None:
         """Client id of ``key``, or None. Constant-time comparisons; scrypt only for a known key id."""
-        digest = hashlib.sha256(key.encode()).digest()
-        for d, client in self.sha256.items():
-            if hmac.compare_digest(d, digest):
-                return client
+        # A dict lookup by the digest: what it could leak through timing is a prefix of SHA-256 of a
+        # high-entropy key, which says nothing about any key (and is constant per table size).
+        client = self.sha256.get(hashlib.sha256(key.encode()).digest())
+        if client is not None:
+            return client
         m = _KEY.match(key)
         if m and (entry := self.scrypt.get(m.group(1))) is not None:
             client, n, r, p, salt, dk = entry
@@ -321,38 +323,67 @@ class ApiKeyAuthenticator:
     when the file changes), so the slow scrypt runs once per key and process."""
 
     CACHE = 4096
+    MISS_BURST = 10.0  # wrong secrets tolerated per key id at once ...
+    MISS_RATE_PER_S = 1.0  # ... then this many per second (each costs one scrypt)
+    SCRYPT_THREADS = 2  # scrypt runs here, never in the default executor
 
     def __init__(self, path: Path, poll_s: float) -> None:
         self.file = WatchedFile(path, KeyTable.parse, "api_keys", poll_s)
-        self._cache: OrderedDict[bytes, str | None] = OrderedDict()
+        self._cache: OrderedDict[bytes, str] = OrderedDict()  # sha256(key) -> client id (hits only)
         self._cache_version = 0
+        # Slow (scrypt) misses per public key id: a token bucket each, so guessing secrets for a known
+        # key id costs the guesser, not the router (bounded: only key ids in the keys file get one).
+        self._misses: dict[str, tuple[float, float]] = {}
+        self._scrypt_pool: ThreadPoolExecutor | None = None
 
     @property
     def clients(self) -> list[str]:
         return self.file.get().clients
+
+    def _miss_allowed(self, key_id: str, now: float) -> bool:
+        tokens, last = self._misses.get(key_id, (self.MISS_BURST, now))
+        tokens = min(self.MISS_BURST, tokens + (now - last) * self.MISS_RATE_PER_S)
+        self._misses[key_id] = (tokens, now)
+        return tokens >= 1.0
+
+    def _record_miss(self, key_id: str) -> None:
+        tokens, last = self._misses.get(key_id, (self.MISS_BURST, time.monotonic()))
+        self._misses[key_id] = (tokens - 1.0, last)
 
     async def authenticate(self, md: Mapping[str, str]) -> str:
         key = bearer(md) or md.get(API_KEY_HEADER, "").strip()
         if not key:
             raise AuthFailure("missing", "missing credential: send `authorization: Bearer <api key>` or `x-api-key`")
         table = self.file.get()
-        if self._cache_version != self.file.version:
+        version = self.file.version  # the version of `table` (no await in between)
+        if self._cache_version != version:
             self._cache.clear()
-            self._cache_version = self.file.version
+            self._misses.clear()
+            self._cache_version = version
         h = hashlib.sha256(key.encode()).digest()
-        if h in self._cache:
+        client = self._cache.get(h)
+        if client is not None:
             self._cache.move_to_end(h)
-            client = self._cache[h]
+            return client
+        m = _KEY.match(key)
+        key_id = m.group(1) if m is not None else None
+        if key_id is not None and key_id in table.scrypt:
+            if not self._miss_allowed(key_id, time.monotonic()):
+                raise AuthFailure("unknown_key", "unknown API key: it is not (or no longer) in the keys file")
+            if self._scrypt_pool is None:
+                self._scrypt_pool = ThreadPoolExecutor(max_workers=self.SCRYPT_THREADS, thread_name_prefix="scrypt")
+            client = await asyncio.get_running_loop().run_in_executor(self._scrypt_pool, table.verify, key)
+            if client is None:
+                self._record_miss(key_id)
         else:
-            m = _KEY.match(key)
-            slow = m is not None and m.group(1) in table.scrypt
-            client = await asyncio.to_thread(table.verify, key) if slow else table.verify(key)
-            if client is not None or slow:  # cheap misses are not cached: they cannot evict good keys
-                self._cache[h] = client
-                if len(self._cache) > self.CACHE:
-                    self._cache.popitem(last=False)
+            client = table.verify(key)
         if client is None:
             raise AuthFailure("unknown_key", "unknown API key: it is not (or no longer) in the keys file")
+        # Cache only what the *current* keys file says: a reload during the slow verify may have revoked it.
+        if self.file.version == version == self._cache_version:
+            self._cache[h] = client
+            if len(self._cache) > self.CACHE:
+                self._cache.popitem(last=False)
         return client
 
 

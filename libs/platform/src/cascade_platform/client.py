@@ -68,6 +68,11 @@ BREAKER_FAILURES = frozenset({
 RETRYABLE = frozenset({grpc.StatusCode.UNAVAILABLE})
 
 
+# A call whose timeout the propagated deadline cut below this fraction of its own timeout does not count
+# DEADLINE_EXCEEDED against the target's breaker (see Caller.__call__).
+CUT_SHORT_FRACTION = 0.5
+
+
 class Caller:
     """Calls one method of one downstream service, with metrics and spans (bound once at start-up).
 
@@ -106,6 +111,9 @@ class Caller:
             self._handled[grpc.StatusCode.DEADLINE_EXCEEDED].inc()
             raise UnavailableError(f"{self.target_name}: no time left in the request deadline")
         deadline = time.monotonic() + timeout  # retries share it: never past the propagated deadline
+        # A deadline the *caller* cut short says nothing about the target: a client sending 1 ms deadlines
+        # (or an earlier slow stage eating the budget) must not open this target's breaker for everyone.
+        cut_short = timeout < CUT_SHORT_FRACTION * self.default_timeout_s
         md: dict[str, str] = {}
         rid = request_id_var.get()
         if rid:
@@ -124,7 +132,9 @@ class Caller:
                     resp = await self.method(request, timeout=deadline - time.monotonic(), metadata=metadata)
                 except grpc.aio.AioRpcError as e:
                     code = e.code()
-                    if code in BREAKER_FAILURES:
+                    if code == grpc.StatusCode.DEADLINE_EXCEEDED and cut_short:
+                        self.breaker.on_ignored(probe)
+                    elif code in BREAKER_FAILURES:
                         self.breaker.on_failure(probe)
                     elif code == grpc.StatusCode.CANCELLED:
                         self.breaker.on_ignored(probe)

@@ -528,7 +528,7 @@ def read_exposures(
                             continue
                         try:
                             out.append(json.loads(r.value))
-                        except (TypeError, ValueError):
+                        except (TypeError, ValueError, RecursionError):  # nested too deeply: skip it
                             continue
             if pos < end:
                 log.warning("exposure replay of %s[%d] stopped at %d/%d (timeout)", topic, p, pos, end)
@@ -542,7 +542,8 @@ class AttributionProcess:
 
     def __init__(self, s: AttributionSettings, attributor: Attributor | None = None) -> None:
         self.s = s
-        self.attributor = attributor or Attributor(
+        # `is None`, not `or`: an Attributor has __len__, so an empty one is falsy
+        self.attributor = attributor if attributor is not None else Attributor(
             window_s=s.window_s,
             max_exposures=s.max_exposures,
             pending_grace_s=s.pending_grace_s,
@@ -601,7 +602,7 @@ class AttributionProcess:
                 if tp.topic == ex:
                     try:
                         doc = json.loads(r.value)
-                    except (TypeError, ValueError):
+                    except (TypeError, ValueError, RecursionError):  # nested too deeply: not an exposure
                         doc = None
                     self.attributor.add_exposure(doc)
                 else:

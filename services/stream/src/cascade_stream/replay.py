@@ -20,7 +20,11 @@ Keeping state across a re-assignment (``resume``): a rebalance that hands a part
 process (a broker restart makes every member rejoin) does not need a replay when the process still
 holds that partition's state. It is reused when the group's committed offset is the one this process
 committed last (nobody else advanced it), and also when the group has *no* committed offset any more:
-the broker lost its log and offsets (Tansu with ``memory://`` storage after a restart). Then the
+the broker lost its log and offsets (Tansu with ``memory://`` storage after a restart). On Apache
+Kafka committed offsets do not expire while the group has members (KIP-211, Kafka >= 2.1), and the
+state is only held by a live member, so there this case means the same: the broker lost the offsets.
+(A log-end check instead — "the log is shorter than our offset" — races with the producers refilling
+the recreated topic and was measured to lose events: `make chaos` broker phase, lost=55.) Then the
 in-memory state is the only record of the lost log, and the worker consumes the new log from its
 start; redelivered events are dropped by the per-entity ``event_id`` de-duplication. Replaying the
 (empty) new log instead would overwrite every entity's counts with post-restart counts only.
