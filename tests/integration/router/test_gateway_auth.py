@@ -48,8 +48,9 @@ def _post(gw: HttpProcess, headers: dict[str, str]) -> tuple[int, object, dict]:
 
 
 def test_no_credential_is_401_with_the_routers_reason(gateway: HttpProcess) -> None:
-    status, body, _ = _post(gateway, {})
+    status, body, headers = _post(gateway, {})
     assert status == 401, body
+    assert {k.lower(): v for k, v in headers.items()}["www-authenticate"].startswith("Bearer"), headers
     assert body["error"]["code"] == "UNAUTHENTICATED" and "missing credential" in body["error"]["message"]
 
 

@@ -59,6 +59,8 @@ def from_rpc_error(e: grpc.aio.AioRpcError, target: str) -> ApiError:
     if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED):
         detail = f"recommendations unavailable: router {target} {code.name}: {detail}"
     headers: dict[str, str] = {}
+    if code == grpc.StatusCode.UNAUTHENTICATED:
+        headers["WWW-Authenticate"] = 'Bearer realm="cascade"'  # RFC 9110: a 401 names its scheme
     if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
         for k, v in e.trailing_metadata() or ():
             if k == "retry-after-s":

@@ -161,9 +161,10 @@ class EventProducer:
             try:
                 self._producer = self._factory(**self.kafka.producer())
             except Exception as e:
-                self._retry_at = time.monotonic() + self._backoff_s
+                wait_s = self._backoff_s
+                self._retry_at = time.monotonic() + wait_s
                 self._backoff_s = min(self._backoff_s * 2, RECREATE_MAX_BACKOFF_S)
-                log.warning("re-creating the Kafka producer failed (next try in %.1fs): %s", self._backoff_s, e)
+                log.warning("re-creating the Kafka producer failed (next try in %.1fs): %s", wait_s, e)
                 raise
             self.recreated += 1
             log.warning("Kafka producer re-created after a fatal error (%d so far)", self.recreated)
