@@ -17,6 +17,8 @@ from typing import Sequence
 
 import redis.asyncio as aioredis
 from redis.commands.core import AsyncScript
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from cascade_core.errors import UnavailableError
@@ -74,6 +76,10 @@ class RedisReader(OnlineReader):
         self._client = aioredis.Redis(
             host=c.host, port=c.port, db=c.db, password=c.password, ssl=c.ssl,
             socket_timeout=c.socket_timeout_s, socket_connect_timeout=c.socket_timeout_s,
+            # redis-py's default (3 retries, jittered exponential backoff up to 10 s) would hold a
+            # request for seconds while Redis is down; the serving path fails fast instead (the
+            # breaker + the caller's fallback), with one immediate retry for a dropped connection.
+            retry=Retry(NoBackoff(), 1),
         )
         self._script = self._client.register_script(_FETCH_LUA)  # no I/O: loaded on first call
         # Redis down: fail fast (UnavailableError -> the caller's fallback) instead of a timeout per call
