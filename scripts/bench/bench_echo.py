@@ -6,6 +6,7 @@ no metrics) answering a fixed ``--resp-bytes`` payload. ``drive``: an open-loop 
 so a slow answer never delays the next send), then printing one JSON line with the count and
 latency percentiles. The bench reads both processes' CPU from ``/proc``: client + server CPU per call
 is the floor one Cascade RPC hop (router client side + downstream server side) is compared with.
+Both run on the event loop the services use (``--loop``, default uvloop like ``CASCADE_EVENT_LOOP``).
 """
 
 from __future__ import annotations
@@ -83,11 +84,19 @@ def main(argv: list[str] | None = None) -> int:
     d.add_argument("--duration", type=float, default=10.0)
     d.add_argument("--req-bytes", type=int, default=1000)
     d.add_argument("--warmup", type=int, default=50)
+    for p in (s, d):
+        p.add_argument("--loop", choices=("uvloop", "asyncio"), default="uvloop")
     a = ap.parse_args(argv)
+    if a.loop == "uvloop":
+        import uvloop
+
+        run = uvloop.run
+    else:
+        run = asyncio.run
     if a.cmd == "serve":
-        asyncio.run(serve(a.port, a.resp_bytes))
+        run(serve(a.port, a.resp_bytes))
         return 0
-    print(json.dumps(asyncio.run(drive(a.target, a.rate, a.duration, a.req_bytes, a.warmup))), flush=True)
+    print(json.dumps(run(drive(a.target, a.rate, a.duration, a.req_bytes, a.warmup))), flush=True)
     return 0
 
 

@@ -54,6 +54,7 @@ from prometheus_client import Counter
 from pydantic import BaseModel, Field, model_validator
 
 from cascade_platform.context import client_id_var
+from cascade_platform.interceptors import EXEMPT_PREFIXES, MethodInterceptor  # noqa: F401 - re-exported
 
 log = logging.getLogger("cascade.auth")
 
@@ -61,7 +62,6 @@ SERVICE_TOKEN_HEADER = "x-cascade-service-token"
 API_KEY_HEADER = "x-api-key"
 ANONYMOUS = "anonymous"
 # Methods that never need a credential: kubelet/LB health checks and server reflection.
-EXEMPT_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
 _CLIENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$")
 
 AUTH_FAILURES = Counter(
@@ -521,7 +521,7 @@ class Authenticator:
     authenticate: Callable[[Mapping[str, str]], Awaitable[str]]
 
 
-class AuthInterceptor(grpc.aio.ServerInterceptor):
+class AuthInterceptor(MethodInterceptor):
     """Authenticates every call except health checks and reflection before its handler runs.
 
     Install it *after* the platform's :class:`~cascade_platform.interceptors.ServerInterceptor` (inside
@@ -534,23 +534,20 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         self.authenticator = authenticator
         self.labels = ClientLabels(max_client_labels, known_clients)
 
-    async def intercept_service(self, continuation, handler_call_details):
-        handler = await continuation(handler_call_details)
-        method = handler_call_details.method
-        if handler is None or method.startswith(EXEMPT_PREFIXES):
-            return handler
-        md = {k: v for k, v in (handler_call_details.invocation_metadata or ()) if isinstance(v, str)}
-        if handler.unary_unary is None:  # no streaming methods are served: refuse rather than skip auth
-            async def refuse(request_or_iterator, context):
-                await context.abort(grpc.StatusCode.UNIMPLEMENTED, "streaming methods are not served here")
-            kind = "stream_stream" if handler.request_streaming else "unary_stream"
-            if handler.request_streaming and not handler.response_streaming:
-                kind = "stream_unary"
-            return getattr(grpc, f"{kind}_rpc_method_handler")(refuse)
-        inner = handler.unary_unary
+    def wrap_streaming(self, full_method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+        # No streaming methods are served: refuse rather than skip authentication.
+        async def refuse(request_or_iterator, context):
+            await context.abort(grpc.StatusCode.UNIMPLEMENTED, "streaming methods are not served here")
+        kind = "stream_stream" if handler.request_streaming else "unary_stream"
+        if handler.request_streaming and not handler.response_streaming:
+            kind = "stream_unary"
+        return getattr(grpc, f"{kind}_rpc_method_handler")(refuse)
+
+    def wrap_unary(self, full_method: str, inner):
         service, authenticator, labels = self.service, self.authenticator, self.labels
 
         async def wrapped(request, context):
+            md = {k: v for k, v in (context.invocation_metadata() or ()) if isinstance(v, str)}
             try:
                 client = await authenticator.authenticate(md)
             except AuthFailure as e:
@@ -563,13 +560,10 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
             finally:
                 client_id_var.reset(tok)
 
-        return grpc.unary_unary_rpc_method_handler(
-            wrapped, request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer,
-        )
+        return wrapped
 
 
-def client_auth_interceptors(service: str, cfg: AuthConfig) -> list[grpc.aio.ServerInterceptor]:
+def client_auth_interceptors(service: str, cfg: AuthConfig) -> list[MethodInterceptor]:
     """The edge's client authentication (empty for ``mode=none``)."""
     if cfg.mode == "none":
         return []
@@ -583,7 +577,7 @@ def client_auth_interceptors(service: str, cfg: AuthConfig) -> list[grpc.aio.Ser
     return [AuthInterceptor(service, j, max_client_labels=cfg.max_client_labels)]
 
 
-def internal_auth_interceptors(service: str, cfg: InternalAuthConfig) -> list[grpc.aio.ServerInterceptor]:
+def internal_auth_interceptors(service: str, cfg: InternalAuthConfig) -> list[MethodInterceptor]:
     """Internal services: require the service token when ``token_file`` is set."""
     if cfg.token_file is None:
         return []

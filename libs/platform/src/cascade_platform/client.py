@@ -25,7 +25,7 @@ from opentelemetry.trace import SpanKind
 
 from cascade_core.errors import InvalidArgumentError, NotFoundError, UnavailableError
 from cascade_platform import breaker as cb
-from cascade_platform import metrics
+from cascade_platform import metrics, tracing
 from cascade_platform.context import remaining_s, request_id_var
 
 _tracer = trace.get_tracer("cascade.grpc.client")
@@ -118,47 +118,52 @@ class Caller:
         rid = request_id_var.get()
         if rid:
             md["x-request-id"] = rid
-        attempts = self.retry.max_attempts if self.idempotent else 1
+        if not tracing.enabled():  # no span objects, no propagation headers
+            return await self._attempts(request, deadline, cut_short, tuple(md.items()), None)
         with _tracer.start_as_current_span(self.target_name, kind=SpanKind.CLIENT) as span:
             propagate.inject(md)
-            metadata = tuple(md.items())
-            attempt = 0
-            while True:
-                attempt += 1
-                probe = self.breaker.before_call()  # CircuitOpenError: fail fast, no RPC made
-                t0 = time.perf_counter()
-                code = grpc.StatusCode.OK
-                try:
-                    resp = await self.method(request, timeout=deadline - time.monotonic(), metadata=metadata)
-                except grpc.aio.AioRpcError as e:
-                    code = e.code()
-                    if code == grpc.StatusCode.DEADLINE_EXCEEDED and cut_short:
-                        self.breaker.on_ignored(probe)
-                    elif code in BREAKER_FAILURES:
-                        self.breaker.on_failure(probe)
-                    elif code == grpc.StatusCode.CANCELLED:
-                        self.breaker.on_ignored(probe)
-                    else:
-                        self.breaker.on_success(probe)
-                    if code in RETRYABLE and attempt < attempts:
-                        pause = cb.backoff_s(attempt, self.retry)
-                        if deadline - time.monotonic() - pause >= self.retry.min_attempt_s:
-                            self._retries.inc()
-                            span.add_event("retry", {"attempt": attempt + 1, "code": code.name})
-                            await asyncio.sleep(pause)
-                            continue
-                    detail = e.details() or code.name
-                    if code == grpc.StatusCode.INVALID_ARGUMENT:
-                        raise InvalidArgumentError(self.target_name, detail) from None
-                    if code == grpc.StatusCode.NOT_FOUND:
-                        raise NotFoundError(f"{self.target_name}: {detail}") from None
-                    raise UnavailableError(f"{self.target_name} {code.name}: {detail}") from None
-                except BaseException:  # cancelled by our caller: says nothing about the target
+            return await self._attempts(request, deadline, cut_short, tuple(md.items()), span)
+
+    async def _attempts(self, request: Any, deadline: float, cut_short: bool, metadata: tuple, span: Any) -> Any:
+        attempts = self.retry.max_attempts if self.idempotent else 1
+        attempt = 0
+        while True:
+            attempt += 1
+            probe = self.breaker.before_call()  # CircuitOpenError: fail fast, no RPC made
+            t0 = time.perf_counter()
+            code = grpc.StatusCode.OK
+            try:
+                resp = await self.method(request, timeout=deadline - time.monotonic(), metadata=metadata)
+            except grpc.aio.AioRpcError as e:
+                code = e.code()
+                if code == grpc.StatusCode.DEADLINE_EXCEEDED and cut_short:
                     self.breaker.on_ignored(probe)
-                    raise
+                elif code in BREAKER_FAILURES:
+                    self.breaker.on_failure(probe)
+                elif code == grpc.StatusCode.CANCELLED:
+                    self.breaker.on_ignored(probe)
                 else:
                     self.breaker.on_success(probe)
-                    return resp
-                finally:
-                    self._handled[code].inc()
-                    self._seconds.observe(time.perf_counter() - t0)
+                if code in RETRYABLE and attempt < attempts:
+                    pause = cb.backoff_s(attempt, self.retry)
+                    if deadline - time.monotonic() - pause >= self.retry.min_attempt_s:
+                        self._retries.inc()
+                        if span is not None:
+                            span.add_event("retry", {"attempt": attempt + 1, "code": code.name})
+                        await asyncio.sleep(pause)
+                        continue
+                detail = e.details() or code.name
+                if code == grpc.StatusCode.INVALID_ARGUMENT:
+                    raise InvalidArgumentError(self.target_name, detail) from None
+                if code == grpc.StatusCode.NOT_FOUND:
+                    raise NotFoundError(f"{self.target_name}: {detail}") from None
+                raise UnavailableError(f"{self.target_name} {code.name}: {detail}") from None
+            except BaseException:  # cancelled by our caller: says nothing about the target
+                self.breaker.on_ignored(probe)
+                raise
+            else:
+                self.breaker.on_success(probe)
+                return resp
+            finally:
+                self._handled[code].inc()
+                self._seconds.observe(time.perf_counter() - t0)

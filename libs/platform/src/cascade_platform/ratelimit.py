@@ -21,13 +21,13 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 
-import grpc
 from cascade_core.errors import ResourceExhaustedError
 from prometheus_client import Counter
 from pydantic import BaseModel, Field
 
-from cascade_platform.auth import ANONYMOUS, EXEMPT_PREFIXES, ClientLabels
+from cascade_platform.auth import ANONYMOUS, ClientLabels
 from cascade_platform.context import client_id_var
+from cascade_platform.interceptors import MethodInterceptor
 
 RATE_LIMITED = Counter(
     "cascade_rate_limited_total",
@@ -99,18 +99,14 @@ class RateLimiter:
         return len(self._buckets)
 
 
-class RateLimitInterceptor(grpc.aio.ServerInterceptor):
+class RateLimitInterceptor(MethodInterceptor):
     """Refuses calls of clients over their limit. Install after the auth interceptor (needs the
     client id) and after the platform interceptor (maps the error, counts it)."""
 
     def __init__(self, limiter: RateLimiter) -> None:
         self.limiter = limiter
 
-    async def intercept_service(self, continuation, handler_call_details):
-        handler = await continuation(handler_call_details)
-        if handler is None or handler.unary_unary is None or handler_call_details.method.startswith(EXEMPT_PREFIXES):
-            return handler
-        inner = handler.unary_unary
+    def wrap_unary(self, full_method: str, inner):
         limiter = self.limiter
 
         async def wrapped(request, context):
@@ -126,7 +122,4 @@ class RateLimitInterceptor(grpc.aio.ServerInterceptor):
                 )
             return await inner(request, context)
 
-        return grpc.unary_unary_rpc_method_handler(
-            wrapped, request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer,
-        )
+        return wrapped

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -41,6 +41,9 @@ class ServiceSettings(BaseSettings):
         description="Service token required from callers of internal services (CASCADE_INTERNAL_AUTH__TOKEN_FILE).",
     )
     tls: TlsConfig = Field(default_factory=TlsConfig, description="Server mTLS (CASCADE_TLS__*).")
+    event_loop: Literal["uvloop", "asyncio"] = Field(
+        "uvloop", description="Event loop implementation: uvloop (less CPU per RPC) or the stdlib's asyncio."
+    )
 
 
 S = TypeVar("S", bound=BaseSettings)

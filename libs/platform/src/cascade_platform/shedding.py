@@ -18,12 +18,12 @@ import contextvars
 import logging
 import time
 
-import grpc
 from cascade_core.errors import ResourceExhaustedError
 from prometheus_client import Counter, Gauge
 from pydantic import BaseModel, Field, model_validator
 
-from cascade_platform.auth import EXEMPT_PREFIXES
+from cascade_platform.interceptors import MethodInterceptor
+
 
 log = logging.getLogger("cascade.shedding")
 
@@ -82,15 +82,11 @@ class LoadShedder:
         return min(num_candidates, max(self.cfg.min_candidates, int(num_candidates * quality)))
 
 
-class SheddingInterceptor(grpc.aio.ServerInterceptor):
+class SheddingInterceptor(MethodInterceptor):
     def __init__(self, shedder: LoadShedder) -> None:
         self.shedder = shedder
 
-    async def intercept_service(self, continuation, handler_call_details):
-        handler = await continuation(handler_call_details)
-        if handler is None or handler.unary_unary is None or handler_call_details.method.startswith(EXEMPT_PREFIXES):
-            return handler
-        inner = handler.unary_unary
+    def wrap_unary(self, full_method: str, inner):
         sh = self.shedder
         service = sh.service
         gauge, quality_gauge = INFLIGHT.labels(service), QUALITY.labels(service)
@@ -125,7 +121,4 @@ class SheddingInterceptor(grpc.aio.ServerInterceptor):
                 sh.in_flight -= 1
                 gauge.set(sh.in_flight)
 
-        return grpc.unary_unary_rpc_method_handler(
-            wrapped, request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer,
-        )
+        return wrapped

@@ -11,6 +11,7 @@ from cascade_platform import metrics as platform_metrics
 from cascade_platform.audit import AuditLog
 from cascade_platform.server import ServiceApp
 from cascade_platform.auth import client_auth_interceptors
+from cascade_platform.interceptors import MethodInterceptor
 from cascade_platform.ratelimit import RateLimiter, RateLimitInterceptor
 from cascade_platform.shedding import LoadShedder, SheddingInterceptor
 
@@ -118,7 +119,7 @@ class RouterApp(ServiceApp):
             extra={"event": "ready"},
         )
 
-    def interceptors(self) -> list[grpc.aio.ServerInterceptor]:
+    def interceptors(self) -> list[MethodInterceptor]:
         """Client authentication, then the client's rate limit, then load shedding (each off unless
         configured; see docs/security.md)."""
         out = client_auth_interceptors(self.name, self.settings.auth)
