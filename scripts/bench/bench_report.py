@@ -103,6 +103,24 @@ def targets(r: Mapping[str, Any]) -> list[Target]:
     ]
 
 
+def ceilings(ops: Mapping[str, Mapping[str, float]], echo: Mapping[str, float]) -> dict[str, float]:
+    """Recs per core-second each mode would reach if Cascade added nothing to the physical floors.
+
+    4-hop: the front hop's server side (the load generator's client side is not counted), three internal
+    echo hops (client + server), the bare ANN query (0 for cold users, averaged over the mix), the raw
+    Redis read (client + server) and bare onnxruntime. Co-located: the same without the internal hops.
+    A target above its ceiling cannot be met by any change to Cascade's code on this machine; only fewer
+    hops, a cheaper RPC stack or cheaper floors (index, model) move it.
+    """
+    work = ops["ann_floor"]["total_cpu_us"] + ops["redis_floor"]["total_cpu_us"] + ops["onnx_floor"]["total_cpu_us"]
+    front = echo.get("server_cpu_us", math.nan)
+    hop = echo.get("total_cpu_us", math.nan)
+    return {
+        "4hop": 1e6 / (front + INTERNAL_HOPS * hop + work),
+        "colocated": 1e6 / (front + work),
+    }
+
+
 def load_total_cpu_us(load: Mapping[str, Any]) -> float:
     return sum(load["cpu_us_per_req"].values())
 
@@ -135,6 +153,7 @@ def summarize(run: Mapping[str, Any]) -> dict[str, Any]:
         "hop_cpu_us": hop,
         "echo_cpu_us": echo,
         "stage_ratio": sr,
+        "ceiling_recs_per_core_s": ceilings(ops, run.get("echo", {})),
         "ann_recall_at_100": run["floors"]["ann"]["recall_at_100"],
     }
 
@@ -253,6 +272,14 @@ def render(run: Mapping[str, Any], summary: Mapping[str, Any]) -> str:
     for t in targets(summary):
         out.append(f"| {t.name} | {_f(t.measured, 2)}{t.unit} | {t.op} {t.threshold:g}{t.unit} "
                    f"| {'met' if t.met else '**unmet**'} |")
+    ceil = summary.get("ceiling_recs_per_core_s") or {}
+    if ceil:
+        out += ["", "Ceilings — recs per core-second with zero Cascade overhead over this run's floors (front "
+                "hop server side + 3 echo hops + ANN + raw Redis read + onnxruntime; co-located without the "
+                f"3 hops): 4-hop {_f(ceil.get('4hop'), 0)} (measured {_f(summary['recs_per_core_s_4hop'], 0)}, "
+                f"{_f(100 * ratio(summary['recs_per_core_s_4hop'], ceil.get('4hop', math.nan)), 0)} % of it), "
+                f"co-located {_f(ceil.get('colocated'), 0)} (measured {_f(summary['recs_per_core_s_colocated'], 0)}, "
+                f"{_f(100 * ratio(summary['recs_per_core_s_colocated'], ceil.get('colocated', math.nan)), 0)} % of it)."]
     out += ["", f"## Capacity plan for {TARGET_RPS:,} RPS at {UTILISATION:.0%} CPU utilisation", "",
             "From the 4-hop 50% point's CPU-µs per request: cores = RPS x CPU-s/req / utilisation.", "",
             "| component | CPU-µs/req | cores | provision |", "|---|---|---|---|"]

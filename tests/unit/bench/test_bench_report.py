@@ -133,3 +133,14 @@ def test_render_and_json() -> None:
     for key in ("recs_per_core_s_4hop", "recs_per_core_s_colocated", "recs_per_core_s_baseline",
                 "p50_ms_at_50pct", "p99_ms_at_50pct", "stage_ratio", "targets", "capacity_plan"):
         assert key in doc
+
+
+def test_ceilings_price_the_floors_only() -> None:
+    s = summarize(run_record())
+    # total CPU of the floors: ann 200 + redis 200 (80 client + 120 server) + onnx 50 = 450 µs per request
+    c = s["ceiling_recs_per_core_s"]
+    assert c["colocated"] == pytest.approx(1e6 / (130.0 + 450.0))  # + the front hop's server side
+    assert c["4hop"] == pytest.approx(1e6 / (130.0 + 3 * 250.0 + 450.0))  # + three client+server echo hops
+    assert c["4hop"] < c["colocated"]
+    text = render(run_record(), s)
+    assert "Ceilings" in text and f"4-hop {c['4hop']:,.0f}" in text

@@ -17,6 +17,7 @@ limit, load shedding), then the servicer. Health checks and reflection are never
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import time
@@ -196,6 +197,9 @@ class ServerInterceptor(MethodInterceptor):
             except grpc.aio.AbortError:
                 if code is grpc.StatusCode.UNKNOWN:  # aborted by the handler itself
                     code = context.code() or grpc.StatusCode.UNKNOWN
+                raise
+            except asyncio.CancelledError:  # the caller went away (or its deadline passed) mid-call
+                code = grpc.StatusCode.CANCELLED
                 raise
             finally:
                 inflight.dec()
