@@ -95,10 +95,10 @@ async def run(a: argparse.Namespace) -> dict:
     from cascade.ranking.v1 import ranking_pb2
     from cascade.retrieval.v1 import retrieval_pb2
     from cascade_core.stages import Query
-    from cascade_features.codec import EntityKeyEncoder, redis_field
+    from cascade_features.codec import EntityKeyEncoder
     from cascade_features.config import FeastSettings, RedisStoreConfig, feast_repo_config
     from cascade_features.definitions import (
-        DEFAULT_FEATURE_SERVICE, ITEM_FEATURE, ITEM_JOIN_KEY, ITEM_VIEW, USER_FEATURE, USER_JOIN_KEY, USER_VIEW,
+        DEFAULT_FEATURE_SERVICE, ITEM_JOIN_KEY, USER_JOIN_KEY,
     )
     from cascade_features.service import FeaturesApp, FeatureServicer
     from cascade_features.settings import FeaturesSettings
@@ -163,7 +163,9 @@ async def run(a: argparse.Namespace) -> dict:
     in_name, out_name = sess.get_inputs()[0].name, sess.get_outputs()[0].name
     rc = redis.Redis(port=a.redis_port)
     script = rc.register_script(_FETCH_LUA)
-    fields = [redis_field(USER_VIEW, USER_FEATURE), redis_field(ITEM_VIEW, ITEM_FEATURE)]
+    # The reader's own ARGV (user field, item field, number of user real-time fields, real-time fields):
+    # the floor runs exactly the script call the service makes, minus the client and the decoding.
+    fields = list(features.hydrator.reader.script_args)
     from feast import FeatureStore
 
     fs = FeatureStore(config=feast_repo_config(FeastSettings(

@@ -90,3 +90,23 @@ def test_decode_wrong_type_names_the_feature():
     raw = ValueProto(int64_list_val=Int64List(val=[1, 2, 3])).SerializeToString()
     with pytest.raises(ValueError, match="user_features:user_vec: stored value is int64_list_val"):
         decode_float_lists([raw], 3, "user_features:user_vec")
+
+
+@pytest.mark.parametrize("dim", [1, 7, 200])
+def test_decode_every_row_present(dim: int):
+    """The bulk path (no missing row): same values as protobuf, a fresh writable float32 matrix."""
+    vecs = np.random.default_rng(dim).standard_normal((9, dim)).astype(np.float32)
+    mat, found = decode_float_lists([_ser(v) for v in vecs], dim, "f")
+    assert found.all() and found.shape == (9,)
+    np.testing.assert_array_equal(mat, vecs)
+    assert mat.dtype == np.float32 and mat.flags.c_contiguous and mat.flags.writeable
+
+
+def test_decode_same_size_other_value_is_not_read_as_floats():
+    """A stored value with the canonical byte length but another header must not decode as floats."""
+    vec = np.array([1.5, -2.0, 3.25], dtype=np.float32)
+    size = len(_ser(vec))
+    other = ValueProto(string_val="x" * (size - 2)).SerializeToString()
+    assert len(other) == size
+    with pytest.raises(ValueError, match="f: stored value is string_val"):
+        decode_float_lists([_ser(vec), other, _ser(vec)], 3, "f")

@@ -46,6 +46,11 @@ class EntityKeyEncoder:
         jk = join_key.encode("utf-8")
         self._prefix = _U32.pack(1) + _STRING_TAG + _U32.pack(len(jk)) + jk + _STRING_TAG
 
+    @property
+    def prefix(self) -> bytes:
+        """The bytes every serialized key of this join key starts with (then ``<u32 len><value>``)."""
+        return self._prefix
+
     def encode(self, entity_id: str) -> bytes:
         raw = entity_id.encode("utf-8")
         return self._prefix + _U32.pack(len(raw)) + raw
@@ -86,6 +91,12 @@ def float_list_header(dim: int) -> bytes:
     return _FLOAT_LIST_VAL_TAG + _varint(len(inner) + payload) + inner
 
 
+@lru_cache(maxsize=64)
+def _canonical(dim: int) -> tuple[bytes, np.ndarray]:
+    header = float_list_header(dim)
+    return header, np.frombuffer(header, dtype=np.uint8)
+
+
 def _parse_value(raw: bytes) -> Any:
     from feast.protos.feast.types.Value_pb2 import Value as ValueProto  # slow path only: heavy import
 
@@ -102,12 +113,21 @@ def decode_float_lists(values: Sequence[bytes | None], dim: int, field: str) -> 
     online store (wrong version materialized): raised as ``ValueError`` naming ``field``.
     """
     n = len(values)
+    if n == 0:
+        return np.zeros((0, dim), dtype=np.float32), np.zeros(0, dtype=bool)
+    header, header_row = _canonical(dim)
+    size = len(header) + 4 * dim
+    try:
+        # len(None) raises TypeError: a missing row takes the general path below
+        every_row_canonical_size = set(map(len, values)) == {size}  # type: ignore[arg-type]
+    except TypeError:
+        every_row_canonical_size = False
+    if every_row_canonical_size:  # the common case: every row present, checked and decoded in bulk
+        buf = np.frombuffer(b"".join(values), dtype=np.uint8).reshape(n, size)  # type: ignore[arg-type]
+        if (buf[:, : len(header)] == header_row).all():
+            return buf[:, len(header):].copy().view("<f4").astype(np.float32, copy=False), np.ones(n, bool)
     out = np.zeros((n, dim), dtype=np.float32)
     found = np.zeros(n, dtype=bool)
-    if n == 0:
-        return out, found
-    header = float_list_header(dim)
-    size = len(header) + 4 * dim
     idx = [i for i, v in enumerate(values) if v]
     if not idx:
         return out, found

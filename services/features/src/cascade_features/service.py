@@ -44,17 +44,18 @@ def validate(req: features_pb2.GetFeaturesRequest, *, max_items: int, default_se
     if n > max_items:
         raise InvalidArgumentError("item_ids", f"{n} ids given, at most {max_items} per request")
     item_ids = list(req.item_ids)
-    for i, iid in enumerate(item_ids):
-        if not iid:
-            raise InvalidArgumentError("item_ids", f"item_ids[{i}] is empty")
+    if "" in item_ids:  # one C-level scan; the index only on failure
+        raise InvalidArgumentError("item_ids", f"item_ids[{item_ids.index('')}] is empty")
     ns = len(req.retrieval_scores)
     if ns not in (0, n):
         raise InvalidArgumentError(
             "retrieval_scores", f"has {ns} values: give none or one per item_id ({n})"
         )
-    scores = np.asarray(req.retrieval_scores, dtype=np.float32) if ns else None
-    if scores is not None and not np.isfinite(scores).all():
-        raise InvalidArgumentError("retrieval_scores", "must be finite numbers")
+    scores = None
+    if ns:
+        scores = np.fromiter(req.retrieval_scores, dtype=np.float32, count=ns)
+        if not np.isfinite(scores).all():
+            raise InvalidArgumentError("retrieval_scores", "must be finite numbers")
     fs = req.feature_service or default_service
     if fs != default_service:
         raise InvalidArgumentError(
