@@ -42,3 +42,27 @@ def test_triton_backend_is_built_lazily_by_the_factory():
 
     backend = make_backend(TritonConfig(url="127.0.0.1:1"))  # no I/O: nothing listens there
     assert type(backend).__name__ == "TritonBackend" and backend.loaded() == []
+
+
+async def test_score_accepts_non_contiguous_and_float64_inputs(tmp_path):
+    import numpy as np
+
+    from backend_contract import N_FEATURES, TinyRanker
+    from cascade_core.errors import InvalidArgumentError
+
+    ranker = TinyRanker.random(N_FEATURES, seed=3)
+    backend = OnnxRuntimeBackend()
+    await backend.load("ranker", "v1", ranker.to_onnx(tmp_path / "ranker.onnx"))
+    x = np.random.default_rng(1).normal(0, 1, (20, N_FEATURES)).astype(np.float32)
+    want = await backend.score("ranker", "v1", x)
+    np.testing.assert_allclose(want, ranker.predict(x), atol=1e-5, rtol=1e-5)
+    strided = np.repeat(x, 2, axis=0)[::2]  # not C-contiguous
+    assert not strided.flags.c_contiguous
+    np.testing.assert_array_equal(await backend.score("ranker", "v1", strided), want)
+    np.testing.assert_array_equal(await backend.score("ranker", "v1", x.astype(np.float64)), want)
+    np.testing.assert_array_equal(await backend.score("ranker", "v1", x.tolist()), want)
+    with pytest.raises(InvalidArgumentError, match="must be 2-D"):
+        await backend.score("ranker", "v1", x[0])
+    with pytest.raises(InvalidArgumentError) as ei:
+        await backend.score("ranker", "v1", x[:, :-1].copy())
+    assert ei.value.field == "cols"

@@ -116,7 +116,9 @@ async def test_pipeline_for_a_known_user(artifacts, fx):
     assert exclude[0] not in c.item_ids
     assert res.removed["exclude_items"] == 1
     assert res.removed["consumed_items"] >= 3  # the user's 3 nearest items are consumed by construction
-    assert set(res.stage_seconds) >= {"ann", "popular", "exclude_items", "consumed_items", "top_n"}
+    assert set(res.stage_seconds) >= {"ann", "exclude_items", "consumed_items", "top_n"}
+    # ANN found enough candidates that survive the filters: the popularity source (fill only) never ran
+    assert "popular" not in res.stage_seconds
 
 
 async def test_pipeline_for_a_cold_start_user_serves_popular_items(artifacts, fx):
@@ -126,6 +128,8 @@ async def test_pipeline_for_a_cold_start_user_serves_popular_items(artifacts, fx
     res = await pipeline.run(_q("cold-user", 10, [top[0], top[3]]))
     assert res.candidates.item_ids == [i for i in top if i not in (top[0], top[3])][:10]
     assert res.candidates.column("source").tolist() == ["popular"] * 10
+    assert {"ann", "popular", "exclude_items", "top_n"} <= set(res.stage_seconds)
+    assert res.removed["exclude_items"] == 2
 
 
 async def test_pipeline_returns_the_whole_unconsumed_catalog_when_asked(artifacts, fx):

@@ -10,7 +10,8 @@ Rules every stage follows:
 * no I/O in ``__init__``: connect, load models and open stores in ``async initialize()``;
 * one ``apply(query, candidates)``:
   - ``Source.apply`` returns new candidates (merged in slot order, first occurrence of an item wins),
-  - ``Filter.apply`` returns ``FilterResult(kept, removed)`` (pure, synchronous),
+  - ``Filter.apply`` returns ``FilterResult(kept, removed)`` (pure, synchronous; ``FilterResult.from_mask``
+    builds the removed set only when it is read),
   - ``Hydrator.apply`` returns a dict of new columns, one row per candidate, input order,
   - ``Scorer.apply`` returns one float score per candidate, input order,
   - ``Selector.apply`` returns the final ordered candidates (pure, synchronous),
@@ -83,6 +84,14 @@ class CandidateSet:
         merged.update(cols)
         return CandidateSet(self.item_ids, merged)
 
+    @classmethod
+    def _trusted(cls, item_ids: list[str], columns: dict[str, Any]) -> "CandidateSet":
+        """From a fresh ``item_ids`` list and columns known to have one row per id (no copy, no check)."""
+        self = cls.__new__(cls)
+        self.item_ids = item_ids
+        self.columns = columns
+        return self
+
     def take(self, idx: Sequence[int] | np.ndarray) -> "CandidateSet":
         idx = np.asarray(idx, dtype=np.int64)
         pos = idx.tolist()  # python ints: indexing lists with numpy scalars is several times slower
@@ -90,7 +99,18 @@ class CandidateSet:
         for k, v in self.columns.items():
             cols[k] = v[idx] if isinstance(v, np.ndarray) else [v[i] for i in pos]
         ids = self.item_ids
-        return CandidateSet([ids[i] for i in pos], cols)
+        return CandidateSet._trusted([ids[i] for i in pos], cols)
+
+    def head(self, n: int) -> "CandidateSet":
+        """The first ``n`` candidates (all of them when there are fewer): ``take(range(n))`` by slicing.
+
+        Numpy columns of the result are views of this set's columns (candidate sets are never
+        modified in place).
+        """
+        if n >= len(self.item_ids):
+            return self
+        n = max(n, 0)
+        return CandidateSet._trusted(self.item_ids[:n], {k: v[:n] for k, v in self.columns.items()})
 
     def mask(self, keep: np.ndarray) -> tuple["CandidateSet", "CandidateSet"]:
         keep = np.asarray(keep, dtype=bool)
@@ -132,10 +152,64 @@ class CandidateSet:
         return CandidateSet(ids, cols)
 
 
-@dataclass(slots=True)
 class FilterResult:
-    kept: CandidateSet
-    removed: CandidateSet
+    """What a filter kept and what it removed.
+
+    ``FilterResult(kept, removed)`` holds both sets. :meth:`from_mask` builds only ``kept`` up front: the
+    removed candidates are materialized on first access of :attr:`removed` (metrics and debugging read
+    them rarely; :attr:`n_removed` counts them without building them).
+    """
+
+    __slots__ = ("kept", "_removed", "_source", "_drop_idx")
+
+    def __init__(self, kept: CandidateSet, removed: CandidateSet) -> None:
+        self.kept = kept
+        self._removed: CandidateSet | None = removed
+        self._source: CandidateSet | None = None
+        self._drop_idx: np.ndarray | None = None
+
+    @classmethod
+    def unchanged(cls, candidates: CandidateSet) -> "FilterResult":
+        """Nothing removed."""
+        return cls(candidates, CandidateSet.empty())
+
+    @classmethod
+    def from_mask(cls, candidates: CandidateSet, drop: np.ndarray) -> "FilterResult":
+        """Remove the candidates where the boolean mask ``drop`` is true (order kept in both sets)."""
+        drop = np.asarray(drop, dtype=bool)
+        if drop.shape != (len(candidates),):
+            raise ValueError(f"drop mask has shape {drop.shape}, expected ({len(candidates)},)")
+        drop_idx = np.flatnonzero(drop)
+        if not len(drop_idx):
+            return cls.unchanged(candidates)
+        res = cls(candidates.take(np.flatnonzero(~drop)), CandidateSet.empty())
+        res._removed = None
+        res._source = candidates
+        res._drop_idx = drop_idx
+        return res
+
+    @property
+    def removed(self) -> CandidateSet:
+        if self._removed is None:
+            assert self._source is not None and self._drop_idx is not None
+            self._removed = self._source.take(self._drop_idx)
+            self._source = None
+        return self._removed
+
+    @removed.setter
+    def removed(self, value: CandidateSet) -> None:
+        self._removed, self._source, self._drop_idx = value, None, None
+
+    @property
+    def n_removed(self) -> int:
+        """How many candidates were removed (without materializing them)."""
+        if self._removed is None:
+            assert self._drop_idx is not None
+            return len(self._drop_idx)
+        return len(self._removed)
+
+    def __repr__(self) -> str:
+        return f"FilterResult(kept={len(self.kept)} candidates, removed={self.n_removed} candidates)"
 
 
 class Stage(abc.ABC):
@@ -291,17 +365,28 @@ class Pipeline:
 
     async def run(self, query: Query) -> PipelineResult:
         result = PipelineResult(CandidateSet.empty())
+        outs = await self._run_sources(self.sources, query, result)
+        return await self._run_after_sources(query, outs, result)
+
+    async def _run_sources(
+        self, sources: Sequence[Source], query: Query, result: PipelineResult
+    ) -> list[tuple[CandidateSet | None, bool]]:
+        """``(output, ok)`` per source in declaration order: run concurrently (one source: awaited directly,
+        no Task)."""
         empty = CandidateSet.empty()
-        # sources run concurrently; merged in declaration order (one source: awaited directly, no Task)
-        if len(self.sources) == 1:
-            s0 = self.sources[0]
-            outs = [await self._run_stage(s0, s0.apply(query, empty), result)]
-        else:
-            outs = await asyncio.gather(
-                *(self._run_stage(s, s.apply(query, empty), result) for s in self.sources)
-            )
+        if len(sources) == 1:
+            s0 = sources[0]
+            return [await self._run_stage(s0, s0.apply(query, empty), result)]
+        outs = await asyncio.gather(*(self._run_stage(s, s.apply(query, empty), result) for s in sources))
+        return list(outs)
+
+    async def _run_after_sources(
+        self, query: Query, outs: list[tuple[CandidateSet | None, bool]], result: PipelineResult
+    ) -> PipelineResult:
+        """Merge the sources' outputs (fallback sources when that is empty), then the remaining slots."""
         cands = CandidateSet.concat([o for o, ok in outs if ok and o is not None])
         if not len(cands) and self.fallback_sources:
+            empty = CandidateSet.empty()
             outs = await asyncio.gather(
                 *(self._run_stage(s, s.apply(query, empty), result) for s in self.fallback_sources)
             )
@@ -310,7 +395,7 @@ class Pipeline:
             t0 = time.perf_counter()
             fr = f.apply(query, cands)
             result.stage_seconds[f.name] = time.perf_counter() - t0
-            result.removed[f.name] = len(fr.removed)
+            result.removed[f.name] = fr.n_removed
             cands = fr.kept
         for h in self.hydrators:
             cols, ok = await self._run_stage(h, h.apply(query, cands), result)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import time
 
 import grpc
@@ -23,6 +24,10 @@ log = logging.getLogger("cascade.ranking")
 SERVICE_NAME = ranking_pb2.DESCRIPTOR.services_by_name["RankingService"].full_name
 
 
+_F32LE = np.dtype("<f4")
+_FAST_FINITE_MAX_BYTES = 8192 * 4  # 8192 values: OpenBLAS threads dot products only above 10,000
+
+
 def decode_matrix(request: ranking_pb2.RankRequest, model: ServedModel) -> np.ndarray:
     """Check ``request`` against ``model`` and return the float32 [rows, cols] matrix (zero-copy view)."""
     rows, cols = request.rows, request.cols
@@ -32,28 +37,82 @@ def decode_matrix(request: ranking_pb2.RankRequest, model: ServedModel) -> np.nd
         raise InvalidArgumentError(
             "cols", f"ranker {model.name}:{model.version} takes {model.n_features} features, got {cols}"
         )
-    if request.feature_names:
-        names = list(request.feature_names)
-        for i, (want, got) in enumerate(zip(model.feature_names, names)):
-            if want != got:
-                raise InvalidArgumentError("feature_names", f"position {i}: expected {want!r}, got {got!r}")
-        if len(names) != model.n_features:
-            raise InvalidArgumentError(
-                "feature_names", f"{len(names)} names sent, ranker {model.version} has {model.n_features}"
-            )
+    sent = request.feature_names
+    # one comparison (a repeated field equals a list, never a tuple); the loop only names the mismatch
+    if sent and sent != list(model.feature_names):
+        _raise_feature_names(list(sent), model)
+    matrix = request.matrix
     expected = rows * cols * 4
-    if len(request.matrix) != expected:
+    if len(matrix) != expected:
         raise InvalidArgumentError(
-            "matrix", f"has {len(request.matrix)} bytes, expected rows*cols*4 = {rows}*{cols}*4 = {expected}"
+            "matrix", f"has {len(matrix)} bytes, expected rows*cols*4 = {rows}*{cols}*4 = {expected}"
         )
-    x = np.frombuffer(request.matrix, dtype="<f4").reshape(rows, cols)
+    flat = np.frombuffer(matrix, dtype=_F32LE)
+    x = flat.reshape(rows, cols)
+    # Fast accept: every square is >= 0 or NaN, so the sum of squares is finite only when every value
+    # is (NaN and inf propagate, nothing can cancel them). Anything else, including a finite matrix
+    # whose sum overflows (|values| ~1e19; numpy then warns "overflow encountered in dot"), takes the
+    # exact check, which names the first bad value. Capped in size: BLAS may thread large dot products.
+    if expected > _FAST_FINITE_MAX_BYTES or not math.isfinite(flat.dot(flat)):
+        _check_finite(x, model)
+    return x
+
+
+def _raise_feature_names(names: list[str], model: ServedModel) -> None:
+    for i, (want, got) in enumerate(zip(model.feature_names, names)):
+        if want != got:
+            raise InvalidArgumentError("feature_names", f"position {i}: expected {want!r}, got {got!r}")
+    if len(names) != model.n_features:
+        raise InvalidArgumentError(
+            "feature_names", f"{len(names)} names sent, ranker {model.version} has {model.n_features}"
+        )
+
+
+def _check_finite(x: np.ndarray, model: ServedModel) -> None:
     finite = np.isfinite(x)
     if not finite.all():
         r, c = np.argwhere(~finite)[0]
         raise InvalidArgumentError(
             "matrix", f"non-finite value at row {r}, column {c} ({model.feature_names[c]})"
         )
-    return x
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while n > 0x7F:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+_SCORES_TAG = _varint(ranking_pb2.RankResponse.DESCRIPTOR.fields_by_name["scores"].number << 3 | 2)
+
+
+class ResponseBuilder:
+    """Builds ``RankResponse`` from float32 scores by parsing its wire form: the packed ``scores`` field
+    is the array's little-endian bytes (one copy, no Python float per score), the model fields are
+    serialized once per model. Equal, field for field, to ``RankResponse(scores=scores.tolist(), ...)``.
+    """
+
+    def __init__(self) -> None:
+        self._models: dict[tuple[str, str], bytes] = {}
+        self._prefixes: dict[int, bytes] = {}
+
+    def build(self, model_name: str, model_version: str, scores: np.ndarray) -> ranking_pb2.RankResponse:
+        tail = self._models.get((model_name, model_version))
+        if tail is None:
+            if len(self._models) >= 64:  # versions come and go over a process's life
+                self._models.clear()
+            head = ranking_pb2.RankResponse(model_name=model_name, model_version=model_version)
+            tail = self._models[(model_name, model_version)] = head.SerializeToString()
+        if not len(scores):
+            return ranking_pb2.RankResponse.FromString(tail)
+        data = scores.astype(_F32LE, copy=False).tobytes()
+        prefix = self._prefixes.get(len(data))
+        if prefix is None:
+            prefix = self._prefixes[len(data)] = _SCORES_TAG + _varint(len(data))
+        return ranking_pb2.RankResponse.FromString(b"".join((prefix, data, tail)))
 
 
 class RankingServicer(ranking_pb2_grpc.RankingServiceServicer):
@@ -61,24 +120,24 @@ class RankingServicer(ranking_pb2_grpc.RankingServiceServicer):
         self.app = app
         self._score_seconds = metrics.STAGE_SECONDS.labels("ranking", "score")
         self._rows = metrics.CANDIDATES.labels("ranking", "rows")
+        self._responses = ResponseBuilder()
 
     async def Rank(self, request, context: grpc.aio.ServicerContext):
         manager = self.app.manager
         model = manager.resolve(request.model_name, request.model_version,
                                 request.request_id or request_id_var.get())
         x = decode_matrix(request, model)
-        self._rows.observe(len(x))
-        if not len(x):
+        n = len(x)
+        self._rows.observe(n)
+        if not n:
             scores = np.empty(0, np.float32)
         else:
             t0 = time.perf_counter()
             scores = await manager.backend.score(model.name, model.version, x)
             self._score_seconds.observe(time.perf_counter() - t0)
-        if scores.shape != (len(x),):
-            raise RuntimeError(f"backend returned {scores.shape} scores for {len(x)} rows")
-        return ranking_pb2.RankResponse(
-            scores=scores.tolist(), model_name=model.name, model_version=model.version
-        )
+        if scores.shape != (n,):
+            raise RuntimeError(f"backend returned {scores.shape} scores for {n} rows")
+        return self._responses.build(model.name, model.version, scores)
 
 
 class RankingApp(ServiceApp):

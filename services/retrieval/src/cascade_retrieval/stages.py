@@ -76,14 +76,23 @@ class PopularitySource(_VersionStage, Source):
         return make_candidates(data, data.popular_rows[:k], data.popular_scores[:k], "popular")
 
 
+def member_mask(rows: np.ndarray, drop_rows: np.ndarray) -> np.ndarray:
+    """``np.isin(rows, drop_rows)`` for integer item rows: one sort of the (small) drop set and a binary
+    search per candidate; no per-element Python, no catalog-sized table."""
+    d = np.sort(np.asarray(drop_rows)).astype(np.int64, copy=False)
+    rows = np.asarray(rows, dtype=np.int64)
+    if not len(d):
+        return np.zeros(len(rows), dtype=bool)
+    pos = np.searchsorted(d, rows)
+    np.minimum(pos, len(d) - 1, out=pos)
+    return d[pos] == rows
+
+
 def _split(candidates: CandidateSet, drop_rows: np.ndarray) -> FilterResult:
     if not len(candidates) or not len(drop_rows):
-        return FilterResult(candidates, CandidateSet.empty())
-    drop = np.isin(candidates.column("item_row"), drop_rows)
-    if not drop.any():
-        return FilterResult(candidates, CandidateSet.empty())
-    kept, removed = candidates.mask(~drop)
-    return FilterResult(kept, removed)
+        return FilterResult.unchanged(candidates)
+    # removed candidates are built only if someone reads them (metrics count them without building)
+    return FilterResult.from_mask(candidates, member_mask(candidates.column("item_row"), drop_rows))
 
 
 class ExcludeItemsFilter(_VersionStage, Filter):
@@ -94,7 +103,7 @@ class ExcludeItemsFilter(_VersionStage, Filter):
 
     def apply(self, query: Query, candidates: CandidateSet) -> FilterResult:
         if not query.exclude_item_ids:
-            return FilterResult(candidates, CandidateSet.empty())
+            return FilterResult.unchanged(candidates)
         return _split(candidates, self.artifacts.data.item_rows(query.exclude_item_ids))
 
 
@@ -117,6 +126,4 @@ class TopNSelector(Selector):
     outputs = COLUMNS
 
     def apply(self, query: Query, candidates: CandidateSet) -> CandidateSet:
-        if len(candidates) <= query.num_items:
-            return candidates
-        return candidates.take(np.arange(query.num_items))
+        return candidates.head(query.num_items)

@@ -24,6 +24,7 @@ class _Loaded:
     input_name: str
     output_name: str
     n_features: int | None  # None when the model's feature axis is symbolic
+    output_names: list[str]  # [output_name], the list session.run takes
 
 
 class OnnxRuntimeBackend(RankerBackend):
@@ -47,7 +48,7 @@ class OnnxRuntimeBackend(RankerBackend):
             )
         shape = inputs[0].shape
         n_features = shape[1] if len(shape) == 2 and isinstance(shape[1], int) else None
-        return _Loaded(sess, inputs[0].name, outputs[0].name, n_features)
+        return _Loaded(sess, inputs[0].name, outputs[0].name, n_features, [outputs[0].name])
 
     async def load(self, model: str, version: str, onnx_path: pathlib.Path) -> None:
         if (model, version) in self._models:
@@ -69,21 +70,25 @@ class OnnxRuntimeBackend(RankerBackend):
         m = self._models.get((model, version))
         if m is None:
             raise NotFoundError(f"ranker {model}:{version} is not loaded (loaded: {self.loaded()})")
-        x = np.ascontiguousarray(features, dtype=np.float32)
-        if x.ndim != 2:
-            raise InvalidArgumentError("cols", f"feature matrix must be 2-D, got shape {x.shape}")
-        if m.n_features is not None and x.shape[1] != m.n_features:
+        x = features
+        if type(x) is not np.ndarray or x.dtype != np.float32 or not x.flags.c_contiguous:
+            x = np.ascontiguousarray(x, dtype=np.float32)
+        shape = x.shape
+        if len(shape) != 2:
+            raise InvalidArgumentError("cols", f"feature matrix must be 2-D, got shape {shape}")
+        if m.n_features is not None and shape[1] != m.n_features:
             raise InvalidArgumentError(
-                "cols", f"ranker {model}:{version} takes {m.n_features} features, got {x.shape[1]}"
+                "cols", f"ranker {model}:{version} takes {m.n_features} features, got {shape[1]}"
             )
-        if x.shape[0] == 0:
+        n = shape[0]
+        if n == 0:
             return np.empty((0,), dtype=np.float32)
-        (out,) = m.session.run([m.output_name], {m.input_name: x})
-        scores = np.asarray(out, dtype=np.float32).reshape(-1)
-        if scores.shape[0] != x.shape[0]:
-            raise RuntimeError(
-                f"ranker {model}:{version} returned {scores.shape[0]} scores for {x.shape[0]} rows"
-            )
+        out = m.session.run(m.output_names, {m.input_name: x})[0]
+        if type(out) is not np.ndarray or out.dtype != np.float32:
+            out = np.asarray(out, dtype=np.float32)
+        scores = out.reshape(-1)
+        if scores.shape[0] != n:
+            raise RuntimeError(f"ranker {model}:{version} returned {scores.shape[0]} scores for {n} rows")
         return scores
 
     def loaded(self) -> list[tuple[str, str]]:
