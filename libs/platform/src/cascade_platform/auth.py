@@ -11,7 +11,8 @@ Three pieces, all off by default (``make up`` and the tests run unauthenticated)
   service): with ``token_file`` set, retrieval/features/ranking refuse calls without
   ``x-cascade-service-token: <token>`` (or ``authorization: Bearer <token>``), and every channel made
   by :func:`cascade_platform.client.make_channel` sends it.
-* :class:`AuthInterceptor`: a ``grpc.aio`` server interceptor that authenticates before the handler
+* :class:`AuthInterceptor`: a server-side method wrapper (:class:`~cascade_platform.interceptors.MethodInterceptor`,
+  applied once per method at registration) that authenticates before the handler
   runs (``grpc.health.v1.Health`` and reflection are exempt). A refused call raises
   :class:`~cascade_core.errors.UnauthenticatedError`, which the platform interceptor turns into
   UNAUTHENTICATED with the reason (missing credential, unknown key, bad signature, expired, wrong
