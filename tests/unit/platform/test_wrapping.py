@@ -145,3 +145,44 @@ async def test_a_cancelled_call_is_counted_as_cancelled() -> None:
     assert REGISTRY.get_sample_value("cascade_grpc_server_handled_total", labels) == before + 1
     inflight = REGISTRY.get_sample_value("cascade_grpc_inflight_requests", {"service": "unit-cancel"})
     assert inflight == 0
+
+
+async def test_trace_headers_pass_through_a_service_with_tracing_off() -> None:
+    """A service without an exporter still forwards the caller's W3C trace headers (and request id) on its
+    own outbound calls, so a trace crossing it stays one trace."""
+    from cascade_platform import tracing
+    from cascade_platform.client import Caller
+
+    assert not tracing.enabled()
+    seen: dict = {}
+    state: dict = {}
+
+    async def leaf(request: bytes, context) -> bytes:
+        seen.update({k: v for k, v in context.invocation_metadata() if isinstance(v, str)})
+        return b"leaf"
+
+    async def fwd(request: bytes, context) -> bytes:
+        return await state["caller"](b"x", 5.0)
+
+    server = grpc.aio.server()
+    WrappingServer(server, [ServerInterceptor("unit-trace")]).add_generic_rpc_handlers((
+        grpc.method_handlers_generic_handler("t.Svc", {
+            "Leaf": grpc.unary_unary_rpc_method_handler(leaf),
+            "Fwd": grpc.unary_unary_rpc_method_handler(fwd),
+        }),
+    ))
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as ch:
+            state["caller"] = Caller("unit-trace", "self", ch.unary_unary("/t.Svc/Leaf"), 5.0)
+            tp = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+            out = await ch.unary_unary("/t.Svc/Fwd")(
+                b"", timeout=5,
+                metadata=(("traceparent", tp), ("tracestate", "vendor=1"), ("x-request-id", "req-42")),
+            )
+    finally:
+        await server.stop(0)
+    assert out == b"leaf"
+    assert seen["traceparent"] == tp and seen["tracestate"] == "vendor=1"
+    assert seen["x-request-id"] == "req-42"

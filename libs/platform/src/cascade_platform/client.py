@@ -26,7 +26,7 @@ from opentelemetry.trace import SpanKind
 from cascade_core.errors import InvalidArgumentError, NotFoundError, UnavailableError
 from cascade_platform import breaker as cb
 from cascade_platform import metrics, tracing
-from cascade_platform.context import remaining_s, request_id_var
+from cascade_platform.context import remaining_s, request_id_var, trace_headers_var
 
 _tracer = trace.get_tracer("cascade.grpc.client")
 _SERVICE_CONFIG = json.dumps({
@@ -118,8 +118,8 @@ class Caller:
         rid = request_id_var.get()
         if rid:
             md["x-request-id"] = rid
-        if not tracing.enabled():  # no span objects, no propagation headers
-            return await self._attempts(request, deadline, cut_short, tuple(md.items()), None)
+        if not tracing.enabled():  # no span objects: the caller's trace headers are forwarded as they came
+            return await self._attempts(request, deadline, cut_short, (*md.items(), *trace_headers_var.get()), None)
         with _tracer.start_as_current_span(self.target_name, kind=SpanKind.CLIENT) as span:
             propagate.inject(md)
             return await self._attempts(request, deadline, cut_short, tuple(md.items()), span)

@@ -9,9 +9,9 @@
 
 Why not ``grpc.aio.ServerInterceptor``: grpc.aio runs the interceptor chain on *every* call (one
 coroutine per interceptor, and each rebuilt its wrapped handler per call). A :class:`MethodInterceptor`
-instead wraps a method's handler **once**, when the servicer is registered (:func:`wrap_server`), and
-binds its metric children then; per call only the wrapped coroutines run. The chain is the same as
-before: the platform's :class:`ServerInterceptor` outermost, then the app's (authentication, rate
+instead wraps a method's handler **once**, when the servicer is registered, and
+binds its metric children then (:class:`WrappingServer`); per call only the wrapped coroutines run.
+The chain is the same as before: the platform's :class:`ServerInterceptor` outermost, then the app's (authentication, rate
 limit, load shedding), then the servicer. Health checks and reflection are never wrapped.
 """
 
@@ -31,7 +31,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from cascade_core.errors import CascadeError, InvalidArgumentError, ResourceExhaustedError
 from cascade_platform import metrics, tracing
-from cascade_platform.context import deadline_var, request_id_var
+from cascade_platform.context import deadline_var, request_id_var, trace_headers_var
 
 log = logging.getLogger("cascade.rpc")
 _tracer = trace.get_tracer("cascade.grpc.server")
@@ -106,11 +106,22 @@ def _string_metadata(context: grpc.aio.ServicerContext) -> dict[str, str]:
     return {k: v for k, v in (context.invocation_metadata() or ()) if isinstance(v, str)}
 
 
-def _header(context: grpc.aio.ServicerContext, name: str) -> str:
+TRACE_HEADERS = frozenset({"traceparent", "tracestate"})
+
+
+def _untraced_headers(context: grpc.aio.ServicerContext) -> tuple[str, tuple[tuple[str, str], ...]]:
+    """With tracing off: the caller's ``x-request-id`` (the last one, as a dict would keep) and its W3C
+    trace headers, to forward verbatim (one pass over the metadata)."""
+    rid = ""
+    trace_headers: list[tuple[str, str]] = []
     for k, v in context.invocation_metadata() or ():
-        if k == name and isinstance(v, str):
-            return v
-    return ""
+        if not isinstance(v, str):
+            continue
+        if k == "x-request-id":
+            rid = v
+        elif k in TRACE_HEADERS and len(v) <= 512:
+            trace_headers.append((k, v))
+    return rid, tuple(trace_headers)
 
 
 class ServerInterceptor(MethodInterceptor):
@@ -168,10 +179,15 @@ class ServerInterceptor(MethodInterceptor):
             t0 = perf()
             request, bad_request = _deserialize(deserialize, raw, full_method)
             traced = tracing.enabled()
-            md = _string_metadata(context) if traced else None
-            rid_in = md.get("x-request-id", "") if traced else _header(context, "x-request-id")
+            if traced:
+                md = _string_metadata(context)
+                rid_in, passthrough = md.get("x-request-id", ""), ()
+            else:
+                md = None
+                rid_in, passthrough = _untraced_headers(context)
             rid = _request_id(rid_in or getattr(request, "request_id", ""))
             tok_rid = request_id_var.set(rid)
+            tok_th = trace_headers_var.set(passthrough)
             remaining = context.time_remaining()
             tok_dl = deadline_var.set(monotonic() + remaining if remaining is not None else None)
             code = grpc.StatusCode.UNKNOWN
@@ -206,6 +222,7 @@ class ServerInterceptor(MethodInterceptor):
                 handled[code].inc()
                 seconds.observe(perf() - t0)
                 deadline_var.reset(tok_dl)
+                trace_headers_var.reset(tok_th)
                 request_id_var.reset(tok_rid)
 
         return wrapped

@@ -17,18 +17,11 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor, SpanExporter, SpanExportResult
 
-_enabled = False
-
-
 def enabled() -> bool:
-    """True once :func:`setup_tracing` installed an SDK tracer provider.
-    With tracing off the RPC wrappers skip context extraction, injection and span objects entirely."""
-    return _enabled
-
-
-def _refresh() -> None:
-    global _enabled
-    _enabled = isinstance(trace.get_tracer_provider(), TracerProvider)
+    """True while an SDK tracer provider is installed (by :func:`setup_tracing` or anyone else). With
+    tracing off the RPC wrappers skip context extraction, injection and span objects entirely (trace
+    headers are still forwarded verbatim, see ``context.trace_headers_var``)."""
+    return isinstance(trace.get_tracer_provider(), TracerProvider)
 
 
 class JsonLinesSpanExporter(SpanExporter):
@@ -76,7 +69,6 @@ def setup_tracing(service: str, otlp_endpoint: str | None = None, trace_file: Pa
             ) from e
         provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=otlp_endpoint, insecure=True)))
     trace.set_tracer_provider(provider)
-    _refresh()
     return True
 
 

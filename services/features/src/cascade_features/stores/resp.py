@@ -87,7 +87,7 @@ class _Protocol(asyncio.Protocol):
     def request(self, payload: bytes, n_replies: int = 1) -> list[asyncio.Future]:
         """Write ``payload`` (``n_replies`` pipelined commands); one future per reply, in order."""
         if self.lost is not None:
-            raise self.lost
+            raise type(self.lost)(*self.lost.args)  # one instance per caller
         loop = self._loop
         deadline = loop.time() + self._timeout_s
         futs = [loop.create_future() for _ in range(n_replies)]
@@ -101,7 +101,7 @@ class _Protocol(asyncio.Protocol):
     async def call(self, payload: bytes) -> Any:
         """One command: its reply (a :class:`ReplyError` value for an error reply)."""
         if self.lost is not None:
-            raise self.lost
+            raise type(self.lost)(*self.lost.args)  # one instance per caller
         loop = self._loop
         fut = loop.create_future()
         deadline = loop.time() + self._timeout_s
