@@ -107,3 +107,56 @@ async def test_a_ranker_that_disagrees_with_its_manifest_is_never_routed(tmp_pat
     assert manager.routing == ModelRouting(default="v1")
     assert backend.loaded() == [("ranker", "v1")]
     assert any("does not accept its manifest's features" in r.getMessage() for r in caplog.records)
+
+
+async def test_watcher_retries_a_failed_apply_with_backoff_but_never_an_invalid_file(tmp_path, caplog):
+    """A routing file naming a version that is not in the registry yet is retried (doubling pauses) until
+    the version arrives; a file that does not validate is not retried until its content changes."""
+    now = [0.0]
+    applied: list[ModelRouting] = []
+    available = {"v1"}
+
+    async def apply(routing: ModelRouting) -> None:
+        if routing.default not in available:
+            raise NotFoundError(f"model_version {routing.default!r} is not in the registry")
+        applied.append(routing)
+
+    path = tmp_path / "routing.json"
+    watcher = RoutingWatcher(path, apply, retry_s=5.0, max_retry_s=12.0, clock=lambda: now[0])
+    caplog.set_level(logging.WARNING, logger="cascade.ranking.routing")
+
+    path.write_text(json.dumps({"default": "v2"}))
+    assert await watcher.check() is False  # v2 not there yet
+    assert any("retrying in 5s" in r.getMessage() for r in caplog.records)
+    now[0] = 4.9
+    assert await watcher.check() is False and applied == []  # not due yet
+    now[0] = 5.0
+    assert await watcher.check() is False  # retried, still missing: next pause 10 s
+    now[0] = 14.9
+    assert await watcher.check() is False and applied == []
+    available.add("v2")
+    now[0] = 15.0
+    assert await watcher.check() is True
+    assert applied == [ModelRouting(default="v2")]
+    now[0] = 100.0
+    assert await watcher.check() is False and len(applied) == 1  # applied once: no more retries
+
+    # An invalid document is rejected once and not retried, however long we wait.
+    path.write_text('{"default": "v1", "canary_weight": 10}')
+    caplog.clear()
+    assert await watcher.check() is False
+    assert sum("rejected" in r.getMessage() for r in caplog.records) == 1
+    now[0] = 10_000.0
+    assert await watcher.check() is False
+    assert sum("rejected" in r.getMessage() for r in caplog.records) == 1
+
+    # The pause is capped, and new content resets it.
+    path.write_text(json.dumps({"default": "v9"}))
+    for expect in (5.0, 10.0, 12.0, 12.0):
+        start = now[0]
+        assert await watcher.check() is False
+        assert watcher._retry_at == start + expect
+        now[0] = watcher._retry_at
+    path.write_text(json.dumps({"default": "v8"}))
+    assert await watcher.check() is False
+    assert watcher._retry_at == now[0] + 5.0
