@@ -1,5 +1,5 @@
 """``python -m cascade_cli`` == ``cascade``."""
 
-from cascade_cli.main import main
+from cascade_cli.main import cli_entry
 
-raise SystemExit(main())
+cli_entry()
