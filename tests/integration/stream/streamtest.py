@@ -236,3 +236,34 @@ def ready(worker: Worker) -> bool:
         m.get(("cascade_stream_assigned_partitions", (("pipeline", p), ("state", "ready")))) == 3
         for p in ("users", "items")
     )
+
+
+def serve_events_app(monkeypatch: pytest.MonkeyPatch, env: Mapping[str, str]):
+    """A FastAPI app with the gateway's events router and error handlers, served by a real uvicorn in
+    a thread, configured by ``env`` (``CASCADE_*``). Generator for a fixture: yields
+    ``(base_url, app)``, then stops the server and closes the app's Kafka producer."""
+    import asyncio
+    import threading
+
+    import uvicorn
+    from cascade_gateway import events
+    from cascade_gateway.errors import ApiError, api_error_handler
+    from fastapi import FastAPI
+
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    app = FastAPI()
+    app.add_exception_handler(ApiError, api_error_handler)
+    app.include_router(events.router)
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert server.started, "uvicorn did not start within 30 s"
+    yield f"http://127.0.0.1:{port}", app
+    server.should_exit = True
+    thread.join(10)
+    asyncio.run(events.close_producer(app))

@@ -8,17 +8,15 @@ batch) and acknowledge again once its producer is re-created.
 
 from __future__ import annotations
 
-import asyncio
 import json
-import threading
 import time
 import urllib.error
 import urllib.request
 import uuid
 
 import pytest
-from cascade_platform.procs import free_port
 from cascade_stream.broker import TansuBroker, create_topics
+from streamtest import serve_events_app
 
 pytestmark = pytest.mark.integration
 
@@ -78,29 +76,11 @@ def broker(tmp_path):
 
 @pytest.fixture
 def gateway(broker, monkeypatch):
-    import uvicorn
-    from cascade_gateway import events
-    from cascade_gateway.errors import ApiError, api_error_handler
-    from fastapi import FastAPI
-
-    monkeypatch.setenv("CASCADE_KAFKA__BOOTSTRAP_SERVERS", broker.bootstrap)
-    monkeypatch.setenv("CASCADE_TOPICS__EVENTS", TOPIC)
-    monkeypatch.setenv("CASCADE_KAFKA__SEND_TIMEOUT_S", "5")
-    app = FastAPI()
-    app.add_exception_handler(ApiError, api_error_handler)
-    app.include_router(events.router)
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert server.started
-    yield f"http://127.0.0.1:{port}", app
-    server.should_exit = True
-    thread.join(10)
-    asyncio.run(events.close_producer(app))
+    yield from serve_events_app(monkeypatch, {
+        "CASCADE_KAFKA__BOOTSTRAP_SERVERS": broker.bootstrap,
+        "CASCADE_TOPICS__EVENTS": TOPIC,
+        "CASCADE_KAFKA__SEND_TIMEOUT_S": "5",
+    })
 
 
 def test_gateway_acknowledges_again_after_the_broker_is_killed_and_restarted(broker, gateway):

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -13,6 +11,7 @@ import uuid
 
 import pytest
 from cascade_platform.procs import free_port
+from streamtest import serve_events_app
 
 pytestmark = pytest.mark.integration
 
@@ -53,28 +52,10 @@ def _read_topic(lane, topic: str, n: int, timeout_s: float = 20) -> list:
 @pytest.fixture
 def gateway(lane, monkeypatch):
     """An app with the events router and the gateway's error handlers, served by a real uvicorn."""
-    import uvicorn
-    from cascade_gateway import events
-    from cascade_gateway.errors import ApiError, api_error_handler
-    from fastapi import FastAPI
-
-    monkeypatch.setenv("CASCADE_KAFKA__BOOTSTRAP_SERVERS", lane.broker.bootstrap)
-    monkeypatch.setenv("CASCADE_TOPICS__EVENTS", lane.topics.events)
-    app = FastAPI()
-    app.add_exception_handler(ApiError, api_error_handler)
-    app.include_router(events.router)
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert server.started
-    yield f"http://127.0.0.1:{port}", app
-    server.should_exit = True
-    thread.join(10)
-    asyncio.run(events.close_producer(app))
+    yield from serve_events_app(monkeypatch, {
+        "CASCADE_KAFKA__BOOTSTRAP_SERVERS": lane.broker.bootstrap,
+        "CASCADE_TOPICS__EVENTS": lane.topics.events,
+    })
 
 
 def _post(url: str, body: bytes) -> tuple[int, dict, dict]:

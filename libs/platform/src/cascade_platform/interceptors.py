@@ -150,7 +150,7 @@ class ServerInterceptor(MethodInterceptor):
         perf = time.perf_counter
         monotonic = time.monotonic
 
-        async def call(request, context, rid, bad_request, span):
+        async def call(request, context, bad_request, span):
             try:
                 if bad_request is not None:
                     raise bad_request
@@ -200,11 +200,11 @@ class ServerInterceptor(MethodInterceptor):
                             span_name, kind=SpanKind.SERVER,
                             attributes={"rpc.system": "grpc", "rpc.method": method, "cascade.request_id": rid},
                         ) as span:
-                            result, code = await call(request, context, rid, bad_request, span)
+                            result, code = await call(request, context, bad_request, span)
                     finally:
                         otel_context.detach(tok_ctx)
                 else:
-                    result, code = await call(request, context, rid, bad_request, None)
+                    result, code = await call(request, context, bad_request, None)
                 if code is grpc.StatusCode.OK:
                     return result
                 if code is grpc.StatusCode.INTERNAL:

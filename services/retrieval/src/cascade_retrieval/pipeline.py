@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 
 from cascade_core.registry import Registry
@@ -33,7 +34,9 @@ class RetrievalPipeline(Pipeline):
     :meth:`Pipeline.run` does, reusing the first source's output.
     """
 
+    @functools.cached_property
     def _fill_only(self) -> bool:
+        """Whether the shortcut applies (decided once: a pipeline's stages are fixed when it is built)."""
         return (
             len(self.sources) > 1
             and not self.hydrators and not self.scorers and not self.side_effects
@@ -42,7 +45,7 @@ class RetrievalPipeline(Pipeline):
         )
 
     async def run(self, query: Query) -> PipelineResult:
-        if not self._fill_only():
+        if not self._fill_only:
             return await super().run(query)
         result = PipelineResult(CandidateSet.empty())
         first = self.sources[0]

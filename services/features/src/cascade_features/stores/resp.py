@@ -100,16 +100,7 @@ class _Protocol(asyncio.Protocol):
 
     async def call(self, payload: bytes) -> Any:
         """One command: its reply (a :class:`ReplyError` value for an error reply)."""
-        if self.lost is not None:
-            raise type(self.lost)(*self.lost.args)  # one instance per caller
-        loop = self._loop
-        fut = loop.create_future()
-        deadline = loop.time() + self._timeout_s
-        self._waiters.append(fut)
-        self._deadlines.append(deadline)
-        self.transport.write(payload)  # type: ignore[union-attr]
-        if self._timer is None:
-            self._timer = loop.call_at(deadline, self._watchdog)
+        (fut,) = self.request(payload)
         return await fut
 
     def _watchdog(self) -> None:
